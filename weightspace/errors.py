@@ -1,0 +1,90 @@
+"""Every error weightspace raises on bad input: one base class, named subclasses.
+
+Each carries the offending file, key or axis in its message so that a user can find
+what was wrong without reading a traceback into our internals.
+"""
+from __future__ import annotations
+
+
+class WeightspaceError(Exception):
+    """Base class of every error raised by weightspace on bad input."""
+
+
+class CheckpointError(WeightspaceError):
+    """A checkpoint file or folder could not be read (missing, truncated, corrupt, unknown format)."""
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class UnsafePickleError(CheckpointError):
+    """A pickle references globals outside the safe allow-list; it was not executed."""
+
+    def __init__(self, path, globals_found: list[str]):
+        self.globals = list(globals_found)
+        listed = ", ".join(self.globals) or "(unknown)"
+        super().__init__(
+            path,
+            "refused to unpickle: the file references code that loading would execute "
+            f"({listed}). Nothing was run. Re-save it as a plain state dict or safetensors.",
+        )
+
+
+class KeyMismatchError(WeightspaceError):
+    """A state dict lacks keys the spec needs, or holds keys the spec does not know."""
+
+    def __init__(self, missing: list[str], unexpected: list[str], where: str = ""):
+        self.missing = sorted(missing)
+        self.unexpected = sorted(unexpected)
+        parts = []
+        if self.missing:
+            parts.append(f"missing keys {self.missing[:8]}{' …' if len(self.missing) > 8 else ''}")
+        if self.unexpected:
+            parts.append(
+                f"unexpected keys {self.unexpected[:8]}{' …' if len(self.unexpected) > 8 else ''}"
+            )
+        prefix = f"{where}: " if where else ""
+        super().__init__(prefix + "; ".join(parts))
+
+
+class ShapeMismatchError(WeightspaceError):
+    """A tensor's shape differs from the shape the spec records for its key."""
+
+    def __init__(self, key: str, expected, got, where: str = ""):
+        self.key = key
+        self.expected = tuple(expected)
+        self.got = tuple(got)
+        prefix = f"{where}: " if where else ""
+        super().__init__(f"{prefix}{key!r} has shape {self.got}, the spec expects {self.expected}")
+
+
+class SpecError(WeightspaceError):
+    """A spec is malformed or does not fit the object it is used with."""
+
+
+class TraceError(WeightspaceError):
+    """A module could not be traced with torch.export."""
+
+
+class UnknownOpError(WeightspaceError):
+    """strict parsing met an op without a symmetry rule."""
+
+
+class InferenceError(WeightspaceError):
+    """A spec could not be inferred from a bare state dict (ambiguous or unsupported structure)."""
+
+
+class SpecVerificationError(WeightspaceError):
+    """Applying a group element of the spec changed the model's outputs."""
+
+    def __init__(self, group: str, max_diff: float, tol: float, mode: str):
+        self.group = group
+        self.max_diff = max_diff
+        self.tol = tol
+        self.mode = mode
+        super().__init__(
+            f"group {group!r} is not a symmetry in {mode} mode: outputs moved by "
+            f"{max_diff:.3g} (tolerance {tol:.3g})"
+        )

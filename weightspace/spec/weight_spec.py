@@ -1,0 +1,274 @@
+"""`WeightSpec`: the one description of a weight space's symmetry group.
+
+Every part of weightspace consumes it: metanetworks tie weights with it, alignment
+matches along its groups, augmentation draws from it, graphs take their node sets
+from it. It is immutable, prints readably, round-trips through JSON and owns the
+group action (draw, apply, compose, invert).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Mapping
+
+import torch
+
+from ..errors import KeyMismatchError, SpecError
+from .action import apply_entry
+from .element import GroupElement
+from .parts import Entry, ExtraAction, Factor, FrozenAxis, Group
+
+PROVENANCES = ("traced", "inferred", "manual")
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Member:
+    """Where a group acts: factor `factor` of axis `axis` of state-dict entry `key`."""
+
+    key: str
+    axis: int
+    factor: int
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """Permutation-symmetry spec of a state dict.
+
+    Args:
+        entries: every state-dict entry (parameters and buffers), in state-dict order.
+        groups: the permutation groups, by name.
+        aliases: tied keys (e.g. an output head sharing the embedding) -> canonical key.
+        frozen: why fixed axes are fixed, where the producer knew.
+        provenance: "traced", "inferred" or "manual".
+        verified: whether random group elements were checked on the model's outputs.
+    """
+
+    entries: Mapping[str, Entry]
+    groups: Mapping[str, Group]
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    frozen: tuple[FrozenAxis, ...] = ()
+    provenance: str = "manual"
+    verified: bool = False
+
+    def __post_init__(self):
+        if self.provenance not in PROVENANCES:
+            raise SpecError(f"unknown provenance {self.provenance!r}; expected one of {PROVENANCES}")
+        for key, entry in self.entries.items():
+            if key != entry.key:
+                raise SpecError(f"entry stored under {key!r} is named {entry.key!r}")
+            for i, axis in enumerate(entry.axes):
+                for f in axis:
+                    if f.group is None:
+                        continue
+                    g = self.groups.get(f.group)
+                    if g is None:
+                        raise SpecError(f"{key!r} axis {i} names unknown group {f.group!r}")
+                    if g.size != f.size:
+                        raise SpecError(
+                            f"{key!r} axis {i}: factor of group {f.group!r} has size {f.size}, "
+                            f"the group has size {g.size}"
+                        )
+        for alias, target in self.aliases.items():
+            if target not in self.entries:
+                raise SpecError(f"alias {alias!r} points to unknown entry {target!r}")
+        for g in self.groups.values():
+            for act in g.extra_action:
+                e = self.entries.get(act.key)
+                if e is None or act.axis >= len(e.axes) or all(f.group != g.name for f in e.axes[act.axis]):
+                    raise SpecError(f"group {g.name!r}: extra action on {act.key!r} axis {act.axis} is not a member")
+        # immutable views
+        object.__setattr__(self, "entries", dict(self.entries))
+        object.__setattr__(self, "groups", dict(self.groups))
+        object.__setattr__(self, "aliases", dict(self.aliases))
+        object.__setattr__(self, "frozen", tuple(self.frozen))
+
+    # ------------------------------------------------------------------ queries
+    def members(self, group: str) -> list[Member]:
+        """Every (key, axis, factor) the group acts on, in entry order."""
+        if group not in self.groups:
+            raise SpecError(f"unknown group {group!r}; the spec has {sorted(self.groups)}")
+        return [
+            Member(key, i, j)
+            for key, e in self.entries.items()
+            for i, axis in enumerate(e.axes)
+            for j, f in enumerate(axis)
+            if f.group == group
+        ]
+
+    def entry(self, key: str) -> Entry:
+        """The entry of `key`, following aliases."""
+        e = self.entries.get(self.aliases.get(key, key))
+        if e is None:
+            raise KeyMismatchError([key], [], where="spec")
+        return e
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.entries) + list(self.aliases)
+
+    def num_parameters(self) -> int:
+        return sum(int(torch.Size(e.shape).numel()) for e in self.entries.values() if not e.buffer)
+
+    def check(self, state_dict: Mapping[str, torch.Tensor], batch_dims: int = 0, where: str = "state dict") -> None:
+        """Raise a named error when `state_dict` does not have this spec's keys and shapes."""
+        from ..errors import ShapeMismatchError
+
+        missing = [k for k in self.entries if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in self.entries and k not in self.aliases]
+        if missing or unexpected:
+            raise KeyMismatchError(missing, unexpected, where=where)
+        for key, t in state_dict.items():
+            shape = tuple(t.shape[batch_dims:])
+            if shape != self.entry(key).shape:
+                raise ShapeMismatchError(key, self.entry(key).shape, shape, where=where)
+
+    # ------------------------------------------------------------------ action
+    def identity(self) -> GroupElement:
+        return GroupElement({n: torch.arange(g.size) for n, g in self.groups.items()})
+
+    def random_element(
+        self,
+        generator: torch.Generator | None = None,
+        extra: bool = False,
+        batch_shape: Iterable[int] = (),
+        scale_range: tuple[float, float] = (0.5, 2.0),
+    ) -> GroupElement:
+        """Draw a uniformly random permutation of every group.
+
+        extra=True also draws the recorded extra symmetries: uniform signs, and
+        log-uniform positive scales in `scale_range`. batch_shape gives one
+        independent element per sample (for batched weights).
+        """
+        batch_shape = tuple(batch_shape)
+        perms, signs, scales = {}, {}, {}
+        for name, g in self.groups.items():
+            if batch_shape:
+                perms[name] = torch.argsort(torch.rand(*batch_shape, g.size, generator=generator), dim=-1)
+            else:
+                perms[name] = torch.randperm(g.size, generator=generator)
+            if not extra:
+                continue
+            if "sign" in g.extra:
+                bits = torch.randint(0, 2, (*batch_shape, g.size), generator=generator)
+                signs[name] = bits.to(torch.get_default_dtype()) * 2 - 1
+            if "scale" in g.extra:
+                lo, hi = torch.log(torch.tensor(scale_range, dtype=torch.float64))
+                u = torch.rand(*batch_shape, g.size, generator=generator, dtype=torch.float64)
+                scales[name] = torch.exp(lo + (hi - lo) * u).to(torch.get_default_dtype())
+        return GroupElement(perms, signs, scales)
+
+    def apply(
+        self,
+        state_dict: Mapping[str, torch.Tensor],
+        g: GroupElement,
+        batch_dims: int = 0,
+    ) -> dict[str, torch.Tensor]:
+        """Return a new state dict with `g` applied; the input is never modified.
+
+        Keys the spec does not know raise KeyMismatchError; keys it knows but the
+        dict lacks are simply absent from the result. Tensors may carry
+        `batch_dims` leading batch dimensions (stacked zoo samples).
+        """
+        unknown = [k for k in state_dict if k not in self.entries and k not in self.aliases]
+        if unknown:
+            raise KeyMismatchError([], unknown, where="WeightSpec.apply")
+        unknown_groups = [n for n in g.perms if n not in self.groups]
+        if unknown_groups:
+            raise SpecError(f"group element names groups the spec lacks: {unknown_groups}")
+        mults = g.multipliers()
+        return {
+            key: apply_entry(
+                self.entry(key), t, g, self.groups, batch_dims, mults, extra_for_key=self.aliases.get(key, key)
+            )
+            for key, t in state_dict.items()
+        }
+
+    # ------------------------------------------------------------------ editing
+    def without_extras(self) -> "WeightSpec":
+        """The same spec with every sign/scale symmetry removed."""
+        groups = {n: replace(g, extra=(), extra_action=()) for n, g in self.groups.items()}
+        return replace(self, groups=groups)
+
+    def with_status(self, verified: bool) -> "WeightSpec":
+        return replace(self, verified=verified)
+
+    # ------------------------------------------------------------------ serialization
+    def to_dict(self) -> dict:
+        return {
+            "format": "weightspace.spec",
+            "version": FORMAT_VERSION,
+            "provenance": self.provenance,
+            "verified": self.verified,
+            "entries": [
+                {
+                    "key": e.key,
+                    "shape": list(e.shape),
+                    "axes": [[[f.group, f.size] for f in axis] for axis in e.axes],
+                    "buffer": e.buffer,
+                }
+                for e in self.entries.values()
+            ],
+            "groups": [
+                {
+                    "name": g.name,
+                    "size": g.size,
+                    "kind": g.kind,
+                    "extra": list(g.extra),
+                    "extra_action": [[a.key, a.axis, a.power] for a in g.extra_action],
+                }
+                for g in self.groups.values()
+            ],
+            "aliases": dict(self.aliases),
+            "frozen": [[f.key, f.axis, f.reason] for f in self.frozen],
+        }
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "WeightSpec":
+        if d.get("format") != "weightspace.spec":
+            raise SpecError("not a weightspace spec (missing format tag 'weightspace.spec')")
+        if d.get("version") != FORMAT_VERSION:
+            raise SpecError(f"spec format version {d.get('version')} is not supported (expected {FORMAT_VERSION})")
+        try:
+            entries = {
+                e["key"]: Entry(
+                    e["key"],
+                    tuple(e["shape"]),
+                    tuple(tuple(Factor(g, int(n)) for g, n in axis) for axis in e["axes"]),
+                    bool(e.get("buffer", False)),
+                )
+                for e in d["entries"]
+            }
+            groups = {
+                g["name"]: Group(
+                    g["name"],
+                    int(g["size"]),
+                    g.get("kind", "unit"),
+                    tuple(g.get("extra", ())),
+                    tuple(ExtraAction(k, int(a), int(p)) for k, a, p in g.get("extra_action", ())),
+                )
+                for g in d["groups"]
+            }
+            frozen = tuple(FrozenAxis(k, int(a), r) for k, a, r in d.get("frozen", ()))
+        except (KeyError, TypeError, ValueError) as err:
+            raise SpecError(f"malformed spec JSON: {err}") from err
+        return cls(entries, groups, d.get("aliases", {}), frozen, d.get("provenance", "manual"), d.get("verified", False))
+
+    @classmethod
+    def from_json(cls, text: str) -> "WeightSpec":
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise SpecError(f"spec is not valid JSON: {err}") from err
+        return cls.from_dict(d)
+
+    # ------------------------------------------------------------------ display
+    def __repr__(self) -> str:
+        groups = ", ".join(f"{n}:{g.size}" for n, g in self.groups.items())
+        return (
+            f"WeightSpec({len(self.entries)} entries, {len(self.groups)} groups [{groups}], "
+            f"{self.provenance}{', verified' if self.verified else ''})"
+        )
