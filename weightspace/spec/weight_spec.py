@@ -42,6 +42,7 @@ class WeightSpec:
         frozen: why fixed axes are fixed, where the producer knew.
         provenance: "traced", "inferred" or "manual".
         verified: whether random group elements were checked on the model's outputs.
+        notes: what the producer wants a reader to know (ops it froze, what verification measured).
     """
 
     entries: Mapping[str, Entry]
@@ -50,6 +51,7 @@ class WeightSpec:
     frozen: tuple[FrozenAxis, ...] = ()
     provenance: str = "manual"
     verified: bool = False
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.provenance not in PROVENANCES:
@@ -82,6 +84,7 @@ class WeightSpec:
         object.__setattr__(self, "groups", dict(self.groups))
         object.__setattr__(self, "aliases", dict(self.aliases))
         object.__setattr__(self, "frozen", tuple(self.frozen))
+        object.__setattr__(self, "notes", tuple(self.notes))
 
     # ------------------------------------------------------------------ queries
     def members(self, group: str) -> list[Member]:
@@ -221,6 +224,7 @@ class WeightSpec:
             ],
             "aliases": dict(self.aliases),
             "frozen": [[f.key, f.axis, f.reason] for f in self.frozen],
+            "notes": list(self.notes),
         }
 
     def to_json(self, indent: int | None = None) -> str:
@@ -255,7 +259,15 @@ class WeightSpec:
             frozen = tuple(FrozenAxis(k, int(a), r) for k, a, r in d.get("frozen", ()))
         except (KeyError, TypeError, ValueError) as err:
             raise SpecError(f"malformed spec JSON: {err}") from err
-        return cls(entries, groups, d.get("aliases", {}), frozen, d.get("provenance", "manual"), d.get("verified", False))
+        return cls(
+            entries,
+            groups,
+            d.get("aliases", {}),
+            frozen,
+            d.get("provenance", "manual"),
+            d.get("verified", False),
+            tuple(d.get("notes", ())),
+        )
 
     @classmethod
     def from_json(cls, text: str) -> "WeightSpec":

@@ -1,0 +1,49 @@
+"""Pointwise and broadcasting ops: axes that line up are one axis.
+
+Pointwise maps commute with any permutation of positions, so the only
+constraint is that broadcast-aligned axes of the operands and the result carry the
+same permutation.
+"""
+from __future__ import annotations
+
+from ..context import Context
+from .common import broadcast, is_tensor
+from .registry import rule
+
+POINTWISE = (
+    "add", "sub", "rsub", "mul", "div", "true_divide", "floor_divide", "pow", "neg", "abs",
+    "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sqrt", "rsqrt", "reciprocal",
+    "square", "sin", "cos", "tan", "sinh", "cosh", "tanh", "asin", "acos", "atan", "atan2",
+    "sigmoid", "logit", "relu", "relu6", "gelu", "silu", "mish", "elu", "selu", "celu",
+    "leaky_relu", "hardtanh", "hardswish", "hardsigmoid", "softplus", "softsign", "erf",
+    "erfc", "sign", "sgn", "clamp", "clamp_min", "clamp_max", "clip", "where", "maximum",
+    "minimum", "fmax", "fmin", "floor", "ceil", "round", "trunc", "frac", "fmod", "remainder",
+    "lerp", "addcmul", "addcdiv", "eq", "ne", "lt", "gt", "le", "ge", "logical_and",
+    "logical_or", "logical_not", "logical_xor", "bitwise_and", "bitwise_or", "bitwise_not",
+    "bitwise_xor", "isnan", "isinf", "isfinite", "nan_to_num", "masked_fill", "copy",
+    "clone", "contiguous", "alias", "detach", "lift_fresh_copy", "_to_copy", "to", "type_as",
+    "dropout", "feature_dropout", "alpha_dropout", "hypot", "xlogy",
+    "logaddexp", "sinc", "deg2rad", "rad2deg", "fill", "zero", "positive", "conj", "real",
+    "_conj", "resolve_conj", "resolve_neg",
+)
+
+@rule(*POINTWISE)
+def pointwise(ctx: Context, p: dict, out):
+    broadcast(ctx, out, *[v for v in p.values() if is_tensor(v)])
+
+
+@rule("native_dropout")
+def native_dropout(ctx: Context, p: dict, out):
+    for o in out:
+        broadcast(ctx, o, p["input"])
+
+
+@rule("zeros_like", "ones_like", "full_like", "empty_like", "rand_like", "randn_like", "zeros", "ones", "full", "empty", "new_zeros", "new_ones", "new_full", "new_empty", "scalar_tensor")
+def uniform_factory(ctx: Context, p: dict, out):
+    """Constant-valued tensors (and i.i.d. noise) look the same under any permutation."""
+    ctx.uniform_nodes.add(ctx.node.name)
+
+
+@rule("_assert_tensor_metadata", "_assert_async", "_assert_scalar", "sym_size", "sym_numel", "sym_stride", "sym_constrain_range_for_size", "_functional_assert_async", "set_grad_enabled")
+def no_constraint(ctx: Context, p: dict, out):
+    return None
