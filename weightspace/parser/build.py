@@ -24,6 +24,10 @@ def _kind_and_name(
 ) -> tuple[str, str]:
     """Kind and readable name from where the group acts; `sole` = axes it fills alone."""
     producers = [k for k, axis in members if axis == 0 and len(shapes[k]) >= 2 and k not in buffers and (k, 0) in sole]
+    biases = [k for k, axis in members if len(shapes[k]) == 1 and k.endswith("bias") and k not in buffers]
+    recurrent = len({(k, a) for k, a in members}) > len({k for k, _ in members}) and any(
+        len(shapes[k]) == 2 and shapes[k][0] == shapes[k][1] for k, _ in members
+    )
     embeds = [k for k, axis in members if axis == 1 and len(shapes[k]) == 2 and "emb" in k.lower()]
     modules = sorted({_module(k) for k in producers + embeds})
     prefix = _common_prefix([_module(k) for k, _ in members])
@@ -31,13 +35,28 @@ def _kind_and_name(
         return "head", f"{prefix}.heads" if prefix else "heads"
     if "head_dim" in hints and "head" not in hints:
         return "head_dim", f"{prefix}.head_dim" if prefix else "head_dim"
-    if "hidden" in hints:
-        return "hidden", f"{_module(members[0][0])}.hidden"
-    if len(modules) >= 2:
+    if "hidden" in hints or recurrent:
+        layer = members[0][0].rsplit("_l", 1)
+        suffix = f".l{layer[1].split('_')[0]}" if len(layer) == 2 and layer[1][:1].isdigit() else ""
+        return "hidden", f"{_module(members[0][0]) or members[0][0]}{suffix}.hidden"
+    if len(modules) >= 2 and "sum" in hints:
         return "residual", f"{prefix}.residual" if prefix else "residual"
     kind = "channel" if "channel" in hints else "neuron"
-    owner = producers[0] if producers else members[0][0]
+    owner = biases[0] if biases else producers[0] if producers else members[0][0]
     return kind, f"{_module(owner) or owner}.out"
+
+
+def _layout_hints(raw: dict) -> dict[int, set[str]]:
+    """In an axis with several permuted factors, the outer one acts like heads."""
+    out: dict[int, set[str]] = {}
+    for axes in raw.values():
+        for factors in axes:
+            permuted = [root for root, _ in factors if root is not None]
+            if len(permuted) >= 2:
+                out.setdefault(permuted[0], set()).add("head")
+                for root in permuted[1:]:
+                    out.setdefault(root, set()).add("head_dim")
+    return out
 
 
 def build_spec(tr: Trace, provenance: str = "traced") -> WeightSpec:
@@ -64,11 +83,15 @@ def build_spec(tr: Trace, provenance: str = "traced") -> WeightSpec:
                     frozen.setdefault((key, i), reason)
             axes.append(factors)
         raw[key] = axes
+    layout = _layout_hints(raw)
     names: dict[int, str] = {}
     groups: dict[str, Group] = {}
     for root, where in members.items():
         sole = {(k, i) for k, i in where if len(raw[k][i]) == 1}
-        kind, name = _kind_and_name(where, shapes, tr.buffers, atoms.hints.get(root, set()), sole)
+        hints = atoms.hints.get(root, set())
+        if not hints & {"head", "head_dim", "channel", "hidden"}:
+            hints = hints | layout.get(root, set())
+        kind, name = _kind_and_name(where, shapes, tr.buffers, hints, sole)
         base, k = name, 2
         while name in groups:
             name, k = f"{base}#{k}", k + 1

@@ -24,12 +24,33 @@ POINTWISE = (
     "clone", "contiguous", "alias", "detach", "lift_fresh_copy", "_to_copy", "to", "type_as",
     "dropout", "feature_dropout", "alpha_dropout", "hypot", "xlogy",
     "logaddexp", "sinc", "deg2rad", "rad2deg", "fill", "zero", "positive", "conj", "real",
-    "_conj", "resolve_conj", "resolve_neg",
+    "_conj", "resolve_conj", "resolve_neg", "__and__", "__or__", "__xor__", "__invert__",
+    "__lshift__", "__rshift__",
 )
 
 @rule(*POINTWISE)
 def pointwise(ctx: Context, p: dict, out):
-    broadcast(ctx, out, *[v for v in p.values() if is_tensor(v)])
+    tensors = [v for v in p.values() if is_tensor(v)]
+    broadcast(ctx, out, *tensors)
+    summed = ctx.node.target._overloadpacket.__name__ in ("add", "sub", "add_", "sub_")
+    if summed and len(tensors) == 2 and tensors[0].shape == tensors[1].shape and tensors[0].ndim >= 2:
+        for axis in out.axes:
+            ctx.atoms.hint(axis, "sum")
+
+
+@rule("arange", "range", "linspace", "logspace", "randperm", "eye")
+def positions(ctx: Context, p: dict, out):
+    """Tensors whose values depend on position: every axis is fixed."""
+    ctx.fix(out, f"position-dependent values ({ctx.node.target._overloadpacket.__name__})")
+
+
+@rule("tril", "triu")
+def triangle(ctx: Context, p: dict, out):
+    x = p["self"]
+    broadcast(ctx, out, x)
+    for t in (x, out):
+        for axis in t.axes[-2:]:
+            ctx.atoms.fix(axis, f"triangular mask at {ctx.where()}")
 
 
 @rule("native_dropout")

@@ -6,10 +6,8 @@ equal-size splits and joins add a fixed outer factor.
 """
 from __future__ import annotations
 
-from math import prod
-
 from ..context import Context, TensorValue
-from .common import is_tensor, norm_dim, same_axes
+from .common import broadcast, is_tensor, norm_dim, same_axes
 from .registry import rule
 
 
@@ -258,5 +256,23 @@ def embedding(ctx: Context, p: dict, out: TensorValue):
             ctx.unify(out.axes[i], idx.axes[i])
 
 
-def numel(shape) -> int:
-    return prod(shape)
+@rule("index")
+def index(ctx: Context, p: dict, out: TensorValue):
+    """Advanced indexing x[..., idx, ...]: indexed axes are fixed, others pass through."""
+    x, indices = p["self"], list(p["indices"])
+    used = [i for i, t in enumerate(indices) if t is not None]
+    if not used or not all(is_tensor(indices[i]) for i in used):
+        ctx.unknown([x, out], "aten.index", "non-tensor indices")
+        return
+    for i in used:
+        ctx.atoms.fix(x.axes[i], f"indexed at {ctx.where()}")
+    contiguous = used == list(range(used[0], used[-1] + 1))
+    start = used[0] if contiguous else 0
+    idx_rank = out.ndim - (x.ndim - len(used))
+    mid = TensorValue(out.shape[start : start + idx_rank], out.axes[start : start + idx_rank])
+    broadcast(ctx, mid, *[indices[i] for i in used])
+    rest = [i for i in range(x.ndim) if i not in used]
+    slots = list(range(start)) + list(range(start + idx_rank, out.ndim))
+    for i, j in zip(rest, slots):
+        if x.shape[i] > 1 and x.shape[i] == out.shape[j]:
+            ctx.unify(x.axes[i], out.axes[j])
