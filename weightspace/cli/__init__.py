@@ -1,0 +1,1 @@
+"""The `weightspace` console script: one small module per subcommand."""
