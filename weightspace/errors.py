@@ -60,7 +60,7 @@ class ShapeMismatchError(WeightspaceError):
         super().__init__(f"{prefix}{key!r} has shape {self.got}, the spec expects {self.expected}")
 
 
-class SpecError(WeightspaceError):
+class SpecError(WeightspaceError, ValueError):
     """A spec is malformed or does not fit the object it is used with."""
 
 

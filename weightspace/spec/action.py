@@ -48,7 +48,11 @@ def apply_entry(
     multipliers: dict[str, torch.Tensor] | None = None,
     extra_for_key: str | None = None,
 ) -> torch.Tensor:
-    """Apply `g` to one tensor described by `entry`; returns a new tensor."""
+    """Apply `g` to one tensor described by `entry`; returns a new tensor.
+
+    `multipliers` are the per-group sign/scale factors already restricted to the
+    symmetries each group records (see `WeightSpec.apply`).
+    """
     expected = tuple(entry.shape)
     got = tuple(tensor.shape[batch_dims:])
     if got != expected:
@@ -68,7 +72,7 @@ def apply_entry(
                     out = _take(out, dim, p, batch_dims)
                 dim += 1
         out = out.reshape(*lead, *entry.shape)
-    multipliers = g.multipliers() if multipliers is None else multipliers
+    multipliers = multipliers or {}
     key = extra_for_key or entry.key
     for name, mult in multipliers.items():
         group = groups.get(name)

@@ -37,15 +37,6 @@ class GroupElement:
             if p.dtype != torch.long:
                 raise TypeError(f"permutation of group {name!r} must be a LongTensor, got {p.dtype}")
 
-    def multipliers(self) -> dict[str, torch.Tensor]:
-        """Per-group combined multiplier (sign × scale), for groups that have one."""
-        out: dict[str, torch.Tensor] = {}
-        for name in set(self.signs) | set(self.scales):
-            m = self.signs.get(name)
-            s = self.scales.get(name)
-            out[name] = m * s if m is not None and s is not None else (m if m is not None else s)
-        return out
-
     def compose(self, other: "GroupElement") -> "GroupElement":
         """The element equal to applying `other` first, then `self`."""
         perms = dict(other.perms)

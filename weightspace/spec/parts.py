@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import prod
 
+from ..errors import SpecError
+
 GROUP_KINDS = ("neuron", "channel", "head", "head_dim", "residual", "hidden", "unit")
 EXTRA_SYMMETRIES = ("sign", "scale")
 
@@ -33,11 +35,15 @@ class Entry:
     buffer: bool = False
 
     def __post_init__(self):
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in self.shape):
+            raise SpecError(f"{self.key}: shape {self.shape} must hold non-negative ints")
+        if not all(isinstance(f, Factor) for axis in self.axes for f in axis):
+            raise SpecError(f"{self.key}: axes must be tuples of Factor")
         if len(self.axes) != len(self.shape):
-            raise ValueError(f"{self.key}: {len(self.axes)} axis factor lists for shape {self.shape}")
+            raise SpecError(f"{self.key}: {len(self.axes)} axis factor lists for shape {self.shape}")
         for i, (n, factors) in enumerate(zip(self.shape, self.axes)):
             if prod(f.size for f in factors) != n:
-                raise ValueError(f"{self.key}: factors {factors} of axis {i} do not multiply to {n}")
+                raise SpecError(f"{self.key}: factors {factors} of axis {i} do not multiply to {n}")
 
     @property
     def groups(self) -> set[str]:
@@ -78,12 +84,12 @@ class Group:
 
     def __post_init__(self):
         if self.kind not in GROUP_KINDS:
-            raise ValueError(f"group {self.name!r}: unknown kind {self.kind!r}, expected one of {GROUP_KINDS}")
+            raise SpecError(f"group {self.name!r}: unknown kind {self.kind!r}, expected one of {GROUP_KINDS}")
         bad = [e for e in self.extra if e not in EXTRA_SYMMETRIES]
         if bad:
-            raise ValueError(f"group {self.name!r}: unknown extra symmetries {bad}")
+            raise SpecError(f"group {self.name!r}: unknown extra symmetries {bad}")
         if self.extra and not self.extra_action:
-            raise ValueError(f"group {self.name!r}: extra symmetries {self.extra} need an extra_action")
+            raise SpecError(f"group {self.name!r}: extra symmetries {self.extra} need an extra_action")
 
 
 @dataclass(frozen=True)

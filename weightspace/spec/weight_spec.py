@@ -19,6 +19,18 @@ from .element import GroupElement
 from .parts import Entry, ExtraAction, Factor, FrozenAxis, Group
 
 PROVENANCES = ("traced", "inferred", "manual")
+
+
+def _int(n, key: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise SpecError(f"{key}: sizes must be integers, got {n!r}")
+    return n
+
+
+def _factor(f, key: str) -> Factor:
+    if not isinstance(f, (list, tuple)) or len(f) != 2 or not (f[0] is None or isinstance(f[0], str)):
+        raise SpecError(f"{key}: a factor must be [group or null, size], got {f!r}")
+    return Factor(f[0], _int(f[1], key))
 FORMAT_VERSION = 1
 
 
@@ -79,7 +91,7 @@ class WeightSpec:
                 e = self.entries.get(act.key)
                 if e is None or act.axis >= len(e.axes) or all(f.group != g.name for f in e.axes[act.axis]):
                     raise SpecError(f"group {g.name!r}: extra action on {act.key!r} axis {act.axis} is not a member")
-        # immutable views
+        # private copies, so later edits of the caller's dicts cannot reach the spec
         object.__setattr__(self, "entries", dict(self.entries))
         object.__setattr__(self, "groups", dict(self.groups))
         object.__setattr__(self, "aliases", dict(self.aliases))
@@ -176,16 +188,25 @@ class WeightSpec:
         unknown = [k for k in state_dict if k not in self.entries and k not in self.aliases]
         if unknown:
             raise KeyMismatchError([], unknown, where="WeightSpec.apply")
-        unknown_groups = [n for n in g.perms if n not in self.groups]
+        unknown_groups = [n for n in (*g.perms, *g.signs, *g.scales) if n not in self.groups]
         if unknown_groups:
-            raise SpecError(f"group element names groups the spec lacks: {unknown_groups}")
-        mults = g.multipliers()
+            raise SpecError(f"group element names groups the spec lacks: {sorted(set(unknown_groups))}")
+        mults = self._multipliers(g)
         return {
             key: apply_entry(
                 self.entry(key), t, g, self.groups, batch_dims, mults, extra_for_key=self.aliases.get(key, key)
             )
             for key, t in state_dict.items()
         }
+
+    def _multipliers(self, g: GroupElement) -> dict[str, torch.Tensor]:
+        """sign × scale per group, each only where the group records that symmetry."""
+        out: dict[str, torch.Tensor] = {}
+        for name, group in self.groups.items():
+            parts = [d[name] for kind, d in (("sign", g.signs), ("scale", g.scales)) if kind in group.extra and name in d]
+            if parts:
+                out[name] = parts[0] if len(parts) == 1 else parts[0] * parts[1]
+        return out
 
     # ------------------------------------------------------------------ editing
     def without_extras(self) -> "WeightSpec":
@@ -232,6 +253,8 @@ class WeightSpec:
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "WeightSpec":
+        if not isinstance(d, Mapping):
+            raise SpecError(f"a spec must be a JSON object, got {type(d).__name__}")
         if d.get("format") != "weightspace.spec":
             raise SpecError("not a weightspace spec (missing format tag 'weightspace.spec')")
         if d.get("version") != FORMAT_VERSION:
@@ -240,12 +263,15 @@ class WeightSpec:
             entries = {
                 e["key"]: Entry(
                     e["key"],
-                    tuple(e["shape"]),
-                    tuple(tuple(Factor(g, int(n)) for g, n in axis) for axis in e["axes"]),
+                    tuple(_int(n, e["key"]) for n in e["shape"]),
+                    tuple(tuple(_factor(f, e["key"]) for f in axis) for axis in e["axes"]),
                     bool(e.get("buffer", False)),
                 )
                 for e in d["entries"]
             }
+            aliases = d.get("aliases", {})
+            if not isinstance(aliases, Mapping):
+                raise SpecError(f"'aliases' must be an object, got {type(aliases).__name__}")
             groups = {
                 g["name"]: Group(
                     g["name"],
@@ -257,12 +283,14 @@ class WeightSpec:
                 for g in d["groups"]
             }
             frozen = tuple(FrozenAxis(k, int(a), r) for k, a, r in d.get("frozen", ()))
-        except (KeyError, TypeError, ValueError) as err:
-            raise SpecError(f"malformed spec JSON: {err}") from err
+        except SpecError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise SpecError(f"malformed spec JSON: {type(err).__name__}: {err}") from err
         return cls(
             entries,
             groups,
-            d.get("aliases", {}),
+            aliases,
             frozen,
             d.get("provenance", "manual"),
             d.get("verified", False),
