@@ -12,10 +12,24 @@ SUBCOMMANDS = {
 }
 
 
+PLUGIN_GROUP = "weightspace.commands"
+
+
+def _plugins() -> dict[str, str]:
+    """Subcommands that live outside the library (zoo/, tasks/), found as entry points.
+
+    The library never imports zoo or tasks; they register themselves under the
+    `weightspace.commands` entry-point group in pyproject.toml.
+    """
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep.value for ep in entry_points(group=PLUGIN_GROUP)}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="weightspace", description="Learning on neural-network weights.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, module in SUBCOMMANDS.items():
+    for name, module in {**SUBCOMMANDS, **_plugins()}.items():
         importlib.import_module(module).add_parser(sub)
     return parser
 
