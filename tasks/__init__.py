@@ -1,0 +1,1 @@
+"""End-to-end jobs (INR classification, merging, generalization prediction, learned optimizers) and benchmarks."""
