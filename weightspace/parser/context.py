@@ -26,26 +26,13 @@ class TensorValue:
 
 
 @dataclass
-class ActivationSite:
-    """A pointwise activation applied right after a linear/conv: a candidate extra symmetry."""
-
-    activation: str
-    atoms: list[int]
-    weight: str | None
-    bias: str | None
-
-
-@dataclass
 class Context:
     """State shared by the rules while one exported graph is walked."""
 
     atoms: Atoms = field(default_factory=Atoms)
     strict: bool = False
     notes: list[str] = field(default_factory=list)
-    param_of_node: dict[str, str] = field(default_factory=dict)
-    producers: dict[str, Any] = field(default_factory=dict)
     uniform_nodes: set[str] = field(default_factory=set)
-    activation_sites: list[ActivationSite] = field(default_factory=list)
     node: Any = None
 
     def fresh(self, shape, fixed: str | None = None) -> TensorValue:
