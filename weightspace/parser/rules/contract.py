@@ -82,29 +82,22 @@ def einsum(ctx: Context, p: dict, out: TensorValue):
     by_letter: dict[str, list[int]] = {}
     ellipsis: list[list[list[int]]] = []
 
-    def axes_of(term: str, t: TensorValue):
-        if "..." in term:
-            pre, post = term.split("...")
-            n_ell = t.ndim - len(pre) - len(post)
-            span = slice(len(pre), len(pre) + n_ell)
-            return list(pre), list(zip(t.axes[span], t.shape[span])), list(post), t
-        return list(term), [], [], t
-
-    for term, t in zip(terms, operands):
-        pre, ell, post, t = axes_of(term, t)
+    def bind_term(term: str, t: TensorValue) -> list[tuple[list[int], int]]:
+        """Bind the term's letters to t's axes; return the (axis, size) pairs under '...'."""
+        pre, _, post = term.partition("...") if "..." in term else (term, "", "")
         for i, c in enumerate(pre):
             _bind(ctx, by_letter, c, t.axes[i], t.shape[i])
         for i, c in enumerate(post):
             k = t.ndim - len(post) + i
             _bind(ctx, by_letter, c, t.axes[k], t.shape[k])
+        span = slice(len(pre), t.ndim - len(post))
+        return list(zip(t.axes[span], t.shape[span])) if "..." in term else []
+
+    for term, t in zip(terms, operands):
+        ell = bind_term(term, t)
         if "..." in term:
             ellipsis.append(ell)
-    pre, ell_out, post, _ = axes_of(rhs, out)
-    for i, c in enumerate(pre):
-        _bind(ctx, by_letter, c, out.axes[i], out.shape[i])
-    for i, c in enumerate(post):
-        k = out.ndim - len(post) + i
-        _bind(ctx, by_letter, c, out.axes[k], out.shape[k])
+    ell_out = bind_term(rhs, out)
     for ell in ellipsis:
         for i in range(1, min(len(ell), len(ell_out)) + 1):
             (a, na), (b, nb) = ell[-i], ell_out[-i]
