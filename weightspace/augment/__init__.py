@@ -1,0 +1,30 @@
+"""Weight-space augmentation: composable transforms on state dicts (one sample, or a
+batch with a leading dim), each declaring whether it preserves the function.
+
+    from weightspace import augment as A
+    t = A.Compose([A.RandomSymmetry(spec), A.SirenBiasShift(spec, omega0=30),
+                   A.RandomInputAffine(spec, translate=0.1, degrees=15), A.GaussianNoise(spec, std=0.01)])
+    batch = t(batch, generator)
+    mixed, soft_labels = A.Mixup(spec, num_classes=10, mode="aligned")(batch, labels, generator)
+"""
+from .base import Compose, RandomApply, Transform, batch_shape
+from .inr import RandomInputAffine, apply_input_map, first_layer
+from .mixup import Mixup
+from .perturb import GaussianNoise, MagnitudePruning, WeightDropout
+from .symmetry import RandomSymmetry, SirenBiasShift
+
+__all__ = [
+    "Compose",
+    "GaussianNoise",
+    "MagnitudePruning",
+    "Mixup",
+    "RandomApply",
+    "RandomInputAffine",
+    "RandomSymmetry",
+    "SirenBiasShift",
+    "Transform",
+    "WeightDropout",
+    "apply_input_map",
+    "batch_shape",
+    "first_layer",
+]
