@@ -1,0 +1,202 @@
+"""`weightspace zoo …`: build, inspect and diagnose zoos.
+
+    weightspace zoo build inr --dataset digits --views 1 --out runs/digits
+    weightspace zoo build classifiers --dataset digits --count 256 --out runs/cnns
+    weightspace zoo info runs/digits
+    weightspace zoo diagnose runs/digits
+
+Registered through the `weightspace.commands` entry point (the library never
+imports the zoo). Builds resume when re-run with the same arguments, and run
+under `torchrun --nproc-per-node K`, one shard set per rank.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("zoo", help="build, inspect and diagnose populations of trained networks")
+    zsub = p.add_subparsers(dest="zoo_command", required=True)
+    build = zsub.add_parser("build", help="build (or resume) a zoo")
+    bsub = build.add_subparsers(dest="zoo_kind", required=True)
+
+    inr = bsub.add_parser("inr", help="SIREN INRs fitted to each sample of a dataset")
+    inr.add_argument("--out", type=Path, required=True, help="zoo directory (created; an unfinished build resumes)")
+    inr.add_argument("--dataset", default="digits", help="digits, mnist1d, a .npz with x/y, or an image folder")
+    inr.add_argument("--init", choices=("shared", "independent"), default="shared")
+    inr.add_argument("--no-permute", dest="permute", action="store_false", help="skip the random permutation per INR")
+    inr.add_argument("--signs", action="store_true", help="also draw sign flips (sin is odd)")
+    inr.add_argument("--views", type=int, default=1)
+    inr.add_argument("--upsample", type=int, default=None)
+    inr.add_argument("--steps", type=int, default=300)
+    inr.add_argument("--lr", type=float, default=1e-3)
+    inr.add_argument("--target-psnr", type=float, default=None)
+    inr.add_argument("--hidden", type=int, nargs="+", default=[32, 32], help="hidden widths")
+    inr.add_argument("--w0", type=float, default=30.0)
+    inr.add_argument("--first-init", choices=("siren", "torch"), default="siren")
+    inr.add_argument("--limit", type=int, default=None, help="only the first N samples")
+    _common(inr)
+    inr.set_defaults(run=run_build_inr)
+
+    cls = bsub.add_parser("classifiers", help="small CNNs/MLPs with sampled hyperparameters")
+    cls.add_argument("--out", type=Path, required=True)
+    cls.add_argument("--dataset", default="digits", help="digits, mnist1d, a .npz with x/y, or an image folder")
+    cls.add_argument("--arch", choices=("cnn", "mlp"), default="cnn")
+    cls.add_argument("--count", type=int, default=256, help="number of networks")
+    cls.add_argument("--width", type=int, default=16, help="maximum hidden width (sampled widths are masked)")
+    cls.add_argument("--epochs", type=int, default=12, help="maximum epochs (sampled per network)")
+    cls.add_argument("--checkpoints", type=int, nargs="+", default=None, help="epochs at which to record metrics")
+    _common(cls)
+    cls.set_defaults(run=run_build_classifiers)
+
+    info = zsub.add_parser("info", help="summary of a zoo directory")
+    info.add_argument("dir", type=Path)
+    info.add_argument("--no-verify", dest="verify", action="store_false")
+    info.set_defaults(run=run_info)
+
+    diag = zsub.add_parser("diagnose", help="movement from init and quick baseline accuracies")
+    diag.add_argument("dir", type=Path)
+    diag.add_argument("--classifier", choices=("mlp", "logreg"), default="mlp")
+    diag.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    diag.set_defaults(run=run_diagnose)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--chunk", type=int, default=256, help="networks per shard (trained together)")
+    p.add_argument("--max-shards", type=int, default=None, help="stop after this many new shards (resume later)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+_NOT_OPTIONS = {"run", "command", "zoo_command", "zoo_kind", "quiet", "max_shards"}
+_NEGATED = {"permute": "--no-permute"}
+
+
+def _command(args: argparse.Namespace) -> list[str]:
+    """The exact command that rebuilds this zoo, every option spelled out (recorded in the manifest)."""
+    cmd = ["weightspace", "zoo", "build", args.zoo_kind]
+    for name, value in sorted(vars(args).items()):
+        if name in _NOT_OPTIONS or value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            if name in _NEGATED:
+                cmd += [] if value else [_NEGATED[name]]
+            elif value:
+                cmd.append(flag)
+        elif isinstance(value, (list, tuple)):
+            cmd += [flag, *map(str, value)]
+        else:
+            cmd += [flag, str(value)]
+    return cmd
+
+
+def run_build_inr(args) -> int:
+    from .distributed import setup, teardown
+    from .inr_zoo import InrRecipe, build_inr_zoo
+    from .siren import SirenConfig
+
+    recipe = InrRecipe(args.init, args.permute, args.signs, args.views, args.upsample, args.steps, args.lr, args.target_psnr, args.seed)
+    dim = 1 if args.dataset == "mnist1d" else 2
+    cfg = SirenConfig((dim, *args.hidden, 1), args.w0, args.first_init)
+    ranks = setup()
+    try:
+        m = build_inr_zoo(
+            args.out, args.dataset, recipe, ranks, cfg=cfg, chunk=args.chunk, limit=args.limit,
+            command=_command(args), max_shards=args.max_shards, progress=not args.quiet,
+        )
+    finally:
+        teardown(ranks)
+    _report(args.out, m, ranks.is_main)
+    return 0
+
+
+def run_build_classifiers(args) -> int:
+    from .classifier_zoo import ClassifierRecipe, build_classifier_zoo
+    from .distributed import setup, teardown
+
+    recipe = ClassifierRecipe(arch=args.arch, max_width=args.width, max_epochs=args.epochs, checkpoints=tuple(args.checkpoints or ()), seed=args.seed)
+    ranks = setup()
+    try:
+        m = build_classifier_zoo(
+            args.out, args.dataset, recipe, args.count, ranks, chunk=args.chunk,
+            command=_command(args), max_shards=args.max_shards, progress=not args.quiet,
+        )
+    finally:
+        teardown(ranks)
+    _report(args.out, m, ranks.is_main)
+    return 0
+
+
+def _report(out: Path, manifest: dict | None, main: bool) -> None:
+    if not main:
+        return
+    if manifest is None:
+        print(f"{out}: stopped before the last shard; run the same command again to resume")
+        return
+    _summary(manifest)
+
+
+def _summary(m: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold]{m['kind']} zoo[/bold], recipe {m.get('recipe_name', '-')}: {m['num_networks']} networks in {len(m['shards'])} shards")
+    console.print(f"dataset {m['dataset'].get('name')}, splits {m['dataset'].get('split_counts')}")
+    t = Table(title="metrics over networks")
+    for col in ("metric", "mean", "std", "min", "median", "max"):
+        t.add_column(col)
+    for name, values in m.get("metrics", {}).items():
+        v = np.asarray(values, dtype=float)
+        if v.ndim != 1:
+            v = v[:, -1]
+        t.add_row(name, *(f"{f(v):.4g}" for f in (np.mean, np.std, np.min, np.median, np.max)))
+    console.print(t)
+
+
+def run_info(args) -> int:
+    from .dataset import Zoo
+
+    zoo = Zoo(args.dir, verify=args.verify)
+    _summary(zoo.manifest)
+    print(f"spec: {zoo.spec!r}")
+    print(f"build: {' '.join(zoo.manifest['build']['command'])}")
+    print("checksums verified" if args.verify else "checksums not verified")
+    return 0
+
+
+def run_diagnose(args) -> int:
+    from rich.console import Console
+
+    from .diagnose import diagnose, render
+
+    d = diagnose(args.dir, classifier=args.classifier)
+    render(d, Console())
+    if args.json:
+        from .storage import write_json
+
+        write_json(args.json, d.to_dict())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `zoo …` without the weightspace console script (for `python -m zoo.cli`)."""
+    from weightspace.errors import WeightspaceError
+
+    parser = argparse.ArgumentParser(prog="weightspace")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["zoo", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return int(args.run(args) or 0)
+    except WeightspaceError as err:
+        print(f"weightspace zoo: {type(err).__name__}: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

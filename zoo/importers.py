@@ -1,0 +1,205 @@
+"""Importers: public zoo layouts into our format (shards + manifest + spec).
+
+- DWSNets INRs (Navon et al., 2023): one `.pth` state dict per image, in folders
+  named `mnist_png_<split>_<label>_<index>/…`, listed with labels in a splits JSON
+  `{"train": {"path": [...], "label": [...]}, "val": …, "test": …}`.
+- Small CNN Zoo / NFN arrays (Unterthiner et al., 2020; Zhou et al., 2023):
+  `weights.npy` (N, P) flat vectors, `layout.csv` (varname, start_idx, end_idx,
+  shape) in TensorFlow axis order, `metrics.csv[.gz]` with one row per network.
+- A folder of checkpoints of one architecture (any format `weightspace.load` reads);
+  class sub-folders, if present, give labels.
+
+Checkpoints are read with `weightspace.load` (no pickle code runs) and the spec is
+inferred from the first network (`weightspace.infer_spec`) unless given.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+import weightspace as ws
+from weightspace.spec import WeightSpec
+
+from . import builder
+from .datasets import SPLITS
+from .errors import ImportFormatError
+
+Loader = Callable[[int], dict[str, torch.Tensor]]
+
+
+def _import(
+    out: Path, source: str, count: int, load_one: Loader, spec: WeightSpec | None, activation: str | None,
+    networks: dict, metrics: dict, chunk: int,
+) -> dict:
+    """Write networks 0..count-1 (from `load_one`) as a zoo; returns the manifest."""
+    first = load_one(0)
+    spec = spec or ws.infer_spec(first, activation=activation)
+    spec.check(first, where=source)
+    keys = list(first)
+
+    def make(start: int, stop: int):
+        sds = [first if i == 0 else load_one(i) for i in range(start, stop)]
+        for i, sd in zip(range(start, stop), sds):
+            spec.check(sd, where=f"{source} network {i}")
+        tensors = {k: torch.stack([sd[k].float() for sd in sds]) for k in keys}
+        content = {
+            "networks": {k: v[start:stop] for k, v in networks.items()},
+            "metrics": {k: v[start:stop] for k, v in metrics.items()},
+        }
+        return tensors, content
+
+    def describe(merged: dict) -> dict:
+        return {
+            "kind": "imported",
+            "recipe_name": f"imported from {source}",
+            "architecture": {"type": "state_dict", "shapes": {k: list(v.shape) for k, v in first.items()}},
+            "spec": spec.to_dict(),
+            "weight_keys": keys,
+            "dataset": {"name": source, "source": source},
+            "recipe": {},
+            "summary": {},
+        }
+
+    plan = {"kind": "imported", "source": source, "count": count, "chunk": chunk}
+    job = builder.BuildJob(Path(out), plan, count, chunk, make, describe, ["import", source])
+    return builder.run(job, progress=False)
+
+
+def _resolve(root: Path, path: str) -> Path:
+    """A path from a splits JSON: as written, relative to root, or re-rooted at root's name."""
+    p = Path(path)
+    for cand in (p, root / p):
+        if cand.is_file():
+            return cand
+    parts = p.parts
+    if root.name in parts:
+        cand = root.joinpath(*parts[len(parts) - parts[::-1].index(root.name):])
+        if cand.is_file():
+            return cand
+    raise ImportFormatError(path, f"listed in the splits JSON but not found (also looked under {root})")
+
+
+def import_dwsnets(root: str | Path, splits_json: str | Path, out: str | Path, activation: str | None = "sin", chunk: int = 1024) -> dict:
+    """DWSNets INR folders + splits JSON -> zoo (labels and splits from the JSON)."""
+    root = Path(root)
+    try:
+        splits = json.loads(Path(splits_json).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ImportFormatError(splits_json, f"unreadable splits JSON: {err}") from err
+    paths, labels, names = [], [], []
+    for split in SPLITS:
+        part = splits.get(split)
+        if part is None:
+            continue
+        if not isinstance(part, dict) or len(part.get("path", [])) != len(part.get("label", [])):
+            raise ImportFormatError(splits_json, f"split {split!r} needs equally long 'path' and 'label' lists")
+        paths += [_resolve(root, p) for p in part["path"]]
+        labels += [int(x) for x in part["label"]]
+        names += [split] * len(part["path"])
+    if not paths:
+        raise ImportFormatError(splits_json, f"no networks listed under any of {SPLITS}")
+    networks = {"label": labels, "split": names, "path": [str(p) for p in paths]}
+    return _import(Path(out), f"dwsnets:{root}", len(paths), lambda i: ws.load(paths[i]), None, activation, networks, {}, chunk)
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    raw = path.read_bytes()
+    text = gzip.decompress(raw).decode() if path.suffix == ".gz" else raw.decode()
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def _tf_to_torch(name: str, arr: np.ndarray) -> np.ndarray:
+    """TensorFlow kernels (N, *k, in, out) / (N, in, out) to PyTorch (N, out, in, *k)."""
+    if not name.endswith("kernel:0"):
+        return arr
+    if arr.ndim == 3:
+        return arr.transpose(0, 2, 1)
+    return arr.transpose(0, arr.ndim - 1, arr.ndim - 2, *range(1, arr.ndim - 2))
+
+
+def import_small_cnn_zoo(folder: str | Path, out: str | Path, activation: str | None = None, chunk: int = 4096) -> dict:
+    """Small CNN Zoo arrays (weights.npy, layout.csv, metrics.csv[.gz]) -> zoo.
+
+    Layer i of the layout becomes `layers.i.weight` / `layers.i.bias` in PyTorch
+    order. A dense layer after a conv whose input is H·W·C (TensorFlow flattens
+    channels last) is reordered to PyTorch's C·H·W flatten order.
+    """
+    folder = Path(folder)
+    wfile = folder / "weights.npy"
+    lfile = folder / "layout.csv"
+    mfile = next((folder / n for n in ("metrics.csv.gz", "metrics.csv") if (folder / n).is_file()), None)
+    for f in (wfile, lfile):
+        if not f.is_file():
+            raise ImportFormatError(f, "missing (a Small CNN Zoo folder holds weights.npy, layout.csv, metrics.csv[.gz])")
+    weights = np.load(wfile, mmap_mode="r")
+    if weights.ndim != 2:
+        raise ImportFormatError(wfile, f"expected a (networks, parameters) array, got shape {weights.shape}")
+    layout = _read_csv(lfile)
+    need = {"varname", "start_idx", "end_idx", "shape"}
+    if not layout or not need <= set(layout[0]):
+        raise ImportFormatError(lfile, f"needs columns {sorted(need)}")
+    metrics_rows = _read_csv(mfile) if mfile else []
+    if metrics_rows and len(metrics_rows) != len(weights):
+        raise ImportFormatError(mfile, f"{len(metrics_rows)} metric rows for {len(weights)} networks")
+    entries, layer = [], -1
+    for row in layout:
+        name = row["varname"]
+        shape = tuple(int(s) for s in row["shape"].strip("()[] ").split(",") if s.strip())
+        if name.endswith("kernel:0"):
+            layer += 1
+        elif not name.endswith("bias:0"):
+            raise ImportFormatError(lfile, f"variable {name!r} is neither a kernel:0 nor a bias:0")
+        entries.append((name, layer, int(row["start_idx"]), int(row["end_idx"]), shape))
+
+    def load_one(i: int) -> dict[str, torch.Tensor]:
+        flat = np.asarray(weights[i : i + 1], dtype=np.float32)
+        sd, channels = {}, None
+        for name, k, a, b, shape in entries:
+            arr = _tf_to_torch(name, flat[:, a:b].reshape(1, *shape))[0]
+            leaf = "weight" if name.endswith("kernel:0") else "bias"
+            if leaf == "weight" and arr.ndim == 2 and channels and arr.shape[1] > channels and arr.shape[1] % channels == 0:
+                o = arr.shape[0]
+                arr = arr.reshape(o, -1, channels).transpose(0, 2, 1).reshape(o, -1)
+            if leaf == "weight":
+                channels = arr.shape[0] if arr.ndim > 2 else None
+            sd[f"layers.{k}.{leaf}"] = torch.from_numpy(np.array(arr, dtype=np.float32, copy=True))
+        return sd
+
+    metrics: dict[str, list] = {}
+    for col in metrics_rows[0] if metrics_rows else []:
+        try:
+            metrics[col] = [float(r[col]) for r in metrics_rows]
+        except ValueError:
+            continue
+    n = len(weights)
+    order = np.random.default_rng(0).permutation(n)
+    split = np.empty(n, dtype=object)
+    split[order[: int(0.7 * n)]], split[order[int(0.7 * n) : int(0.85 * n)]], split[order[int(0.85 * n) :]] = "train", "val", "test"
+    return _import(Path(out), f"small-cnn-zoo:{folder}", n, load_one, None, activation, {"split": split.tolist()}, metrics, chunk)
+
+
+def import_checkpoints(folder: str | Path, out: str | Path, activation: str | None = None, spec: WeightSpec | None = None, chunk: int = 1024) -> dict:
+    """Every checkpoint under `folder` (sorted); `folder/<class>/…` sub-folders give labels."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".pt", ".pth", ".bin"))
+    if not files:
+        raise ImportFormatError(folder, "no checkpoints (.safetensors, .pt, .pth, .bin) found")
+    classes = sorted({p.relative_to(folder).parts[0] for p in files if len(p.relative_to(folder).parts) > 1})
+    networks: dict[str, list] = {"path": [str(p.relative_to(folder)) for p in files]}
+    if classes and all(len(p.relative_to(folder).parts) > 1 for p in files):
+        networks["label"] = [classes.index(p.relative_to(folder).parts[0]) for p in files]
+        networks["class_name"] = [p.relative_to(folder).parts[0] for p in files]
+    n = len(files)
+    order = np.random.default_rng(0).permutation(n)
+    split = ["train"] * n
+    for rank, i in enumerate(order):
+        split[i] = "train" if rank < 0.7 * n else ("val" if rank < 0.85 * n else "test")
+    networks["split"] = split
+    return _import(Path(out), f"checkpoints:{folder}", n, lambda i: ws.load(files[i]), spec, activation, networks, {}, chunk)
