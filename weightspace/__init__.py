@@ -35,7 +35,14 @@ _LAZY = {
 }
 
 
+_SUBPACKAGES = ("align", "augment", "examples", "graph", "io", "lopt", "nn", "parser", "spec", "testing")
+
+
 def __getattr__(name):
+    if name in _SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f"weightspace.{name}")
     if name in _LAZY:
         import importlib
 

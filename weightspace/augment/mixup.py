@@ -46,7 +46,7 @@ class Mixup:
             g = self.spec.random_element(generator, batch_shape=(n,))
             partner = self.spec.apply(partner, g, batch_dims=1)
         elif self.mode == "aligned":
-            from ..align.batched import align_batch
+            from ..align import align_batch
 
             g = align_batch(self.spec, sd, partner, max_sweeps=self.max_sweeps, generator=generator)
             partner = self.spec.apply(partner, g, batch_dims=1)

@@ -9,6 +9,7 @@ from ..errors import WeightspaceError
 
 SUBCOMMANDS = {
     "inspect": "weightspace.cli.inspect",
+    "align": "weightspace.cli.align",
 }
 
 

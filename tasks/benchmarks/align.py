@@ -1,0 +1,212 @@
+"""Benchmark: weight matching, weightspace against the `rebasin` package (PyPI), same run.
+
+Two workloads: an MLP 784-512-512-512-10 (two networks trained briefly from
+different seeds on scikit-learn digits zero-padded to 28×28), and a small ResNet
+with BatchNorm and a 1×1-conv shortcut (two seeds, trained briefly on digits).
+For each: CPU time (single thread, both libraries), the matching objective
+sum_k <A_k, (g·B)_k> over parameters, and the functional-identity check (max
+relative output change of aligned B against B). Ours is timed with and without
+the one-off `ws.parse` (rebasin's time includes its own graph analysis).
+
+If `rebasin` is not installed, the baseline is a straightforward per-layer
+reference implementation of weight matching (the loop of the reference repos:
+deep-copy the model, permute one layer's parameters at a time), said in the JSON.
+
+    python -m tasks.benchmarks.align [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import weightspace as ws
+from weightspace.align import alignment_objective, match_weights
+from weightspace.align.identity import output_change
+from weightspace.align.lap import best_permutation
+from weightspace.examples import SmallResNet
+
+TARGET = 10.0
+
+
+def digits_images(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn digits in [0, 1], zero-padded from 8×8 to size×size, shape (N, 1, size, size)."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.tensor(d.data, dtype=torch.float32).reshape(-1, 1, 8, 8) / 16.0
+    pad = (size - 8) // 2
+    x = F.pad(x, (pad, size - 8 - pad, pad, size - 8 - pad))
+    return x, torch.tensor(d.target)
+
+
+def mlp() -> nn.Module:
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
+        nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10),
+    )
+
+
+def resnet() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(1, 3, 1), SmallResNet(c1=32, c2=64, classes=10))
+
+
+def train(build, seed: int, x, y, epochs: int) -> nn.Module:
+    torch.manual_seed(seed)
+    model = build()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(y)).split(128):
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+def reference_weight_matching(spec: ws.WeightSpec, model_a: nn.Module, model_b: nn.Module, max_iter: int = 100):
+    """Per-layer reference loop: deep-copies model B, permutes its parameters one layer at a time."""
+    perm_axes = {name: [(m.key, m.axis) for m in spec.members(name) if not spec.entries[m.key].buffer]
+                 for name in spec.groups}
+    params_a = dict(model_a.named_parameters())
+    perms = {name: torch.arange(g.size) for name, g in spec.groups.items()}
+
+    def permuted_b(skip: tuple[str, int] | None = None) -> nn.Module:
+        model = copy.deepcopy(model_b)
+        with torch.no_grad():
+            for name, where in perm_axes.items():
+                for key, axis in where:
+                    if (key, axis) == skip:
+                        continue
+                    p = dict(model.named_parameters())[key]
+                    p.copy_(torch.index_select(p, axis, perms[name]))
+        return model
+
+    for _ in range(max_iter):
+        progress = False
+        for name in torch.randperm(len(perms)).tolist():
+            group = list(perms)[name]
+            n = spec.groups[group].size
+            cost = torch.zeros(n, n)
+            for key, axis in perm_axes[group]:
+                model = permuted_b(skip=(key, axis))
+                wa = params_a[key].detach().movedim(axis, 0).reshape(n, -1)
+                wb = dict(model.named_parameters())[key].detach().movedim(axis, 0).reshape(n, -1)
+                cost += wa @ wb.T
+            new = best_permutation(cost)
+            old_value = cost[torch.arange(n), perms[group]].sum()
+            if cost[torch.arange(n), new].sum() > old_value + 1e-12:
+                progress = True
+            perms[group] = new
+        if not progress:
+            break
+    return ws.GroupElement(perms)
+
+
+def rebasin_match(model_a: nn.Module, model_b: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor] | None:
+    try:
+        from rebasin import PermutationCoordinateDescent
+    except Exception as err:  # missing package or a broken dependency
+        print(f"rebasin unavailable ({type(err).__name__}: {err}); skipping that comparison")
+        return None
+    b = copy.deepcopy(model_b)
+    pcd = PermutationCoordinateDescent(copy.deepcopy(model_a), b, x)
+    pcd.rebasin()
+    return {k: v.detach().clone() for k, v in b.state_dict().items()}
+
+
+def cpu_time(fn):
+    t0, w0 = time.process_time(), time.perf_counter()
+    out = fn()
+    return out, time.process_time() - t0, time.perf_counter() - w0
+
+
+def run_case(name: str, build, x, y, epochs: int, example: torch.Tensor) -> dict:
+    model_a, model_b = train(build, 1, x, y, epochs), train(build, 2, x, y, epochs)
+    sd_a = {k: v.detach().clone() for k, v in model_a.state_dict().items()}
+    sd_b = {k: v.detach().clone() for k, v in model_b.state_dict().items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        spec, parse_cpu, _ = cpu_time(lambda: ws.parse(model_a, (example,)))
+    matching, ours_cpu, ours_wall = cpu_time(lambda: match_weights(spec, sd_a, sd_b))
+    aligned = spec.apply(sd_b, matching.element)
+    row = {
+        "case": name,
+        "groups": len(spec.groups),
+        "objective_naive": alignment_objective(spec, sd_a, sd_b),
+        "ours": {
+            "cpu_s": ours_cpu, "cpu_with_parse_s": ours_cpu + parse_cpu, "wall_s": ours_wall,
+            "objective": alignment_objective(spec, sd_a, aligned), "sweeps": matching.sweeps,
+            "output_change": output_change(model_a, sd_b, aligned, (example,)),
+        },
+    }
+    theirs, reb_cpu, reb_wall = cpu_time(lambda: rebasin_match(model_a, model_b, example))
+    if theirs is not None:
+        row["rebasin"] = {
+            "cpu_s": reb_cpu, "wall_s": reb_wall,
+            "objective": alignment_objective(spec, sd_a, theirs),
+            "output_change": output_change(model_a, sd_b, theirs, (example,)),
+        }
+    else:
+        g, ref_cpu, ref_wall = cpu_time(lambda: reference_weight_matching(spec, model_a, model_b))
+        ref = spec.apply(sd_b, g)
+        row["reference"] = {
+            "cpu_s": ref_cpu, "wall_s": ref_wall,
+            "objective": alignment_objective(spec, sd_a, ref),
+            "output_change": output_change(model_a, sd_b, ref, (example,)),
+        }
+    return row
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer training epochs")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    x28, y = digits_images(28)
+    x8, _ = digits_images(8)
+    rows = [
+        run_case("mlp-784-512x3-10", mlp, x28, y, 1 if args.quick else 3, x28[:16]),
+        run_case("resnet-bn-32-64", resnet, x8, y, 1, x8[:16]),
+    ]
+    baseline = "rebasin" if all("rebasin" in r for r in rows) else "reference"
+    for r in rows:
+        other = r.get("rebasin") or r["reference"]
+        r["speedup"] = other["cpu_s"] / r["ours"]["cpu_s"]
+        r["speedup_with_parse"] = other["cpu_s"] / r["ours"]["cpu_with_parse_s"]
+        print(f"\n{r['case']} ({r['groups']} groups), naive objective {r['objective_naive']:.2f}")
+        print(f"  {'':10s} {'cpu s':>9s} {'objective':>12s} {'output change':>14s}")
+        print(f"  {'ours':10s} {r['ours']['cpu_s']:9.3f} {r['ours']['objective']:12.2f} {r['ours']['output_change']:14.2e}"
+              f"   (+ parse: {r['ours']['cpu_with_parse_s']:.3f} s)")
+        print(f"  {baseline:10s} {other['cpu_s']:9.3f} {other['objective']:12.2f} {other['output_change']:14.2e}")
+        print(f"  speedup {r['speedup']:.1f}x (with parse {r['speedup_with_parse']:.1f}x)")
+    worst = min(r["speedup"] for r in rows)
+    result = {
+        "name": "align.weight_matching",
+        "baseline": baseline if baseline == "rebasin" else "per-layer deep-copy reference weight matching (rebasin not installed)",
+        "speedup": round(worst, 2),
+        "speedup_with_parse": round(min(r["speedup_with_parse"] for r in rows), 2),
+        "target": TARGET,
+        "objective_at_least_baseline": all(
+            r["ours"]["objective"] >= (r.get("rebasin") or r["reference"])["objective"] - 1e-6 * abs(r["ours"]["objective"])
+            for r in rows
+        ),
+        "cases": {r["case"]: {"speedup": round(r["speedup"], 2), "ours_objective": round(r["ours"]["objective"], 3),
+                              "baseline_objective": round((r.get("rebasin") or r["reference"])["objective"], 3),
+                              "ours_output_change": r["ours"]["output_change"],
+                              "baseline_output_change": (r.get("rebasin") or r["reference"])["output_change"]}
+                  for r in rows},
+    }
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,13 @@
+"""Align tests run single-threaded: their many small ops slow down badly on a shared 2-core machine."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

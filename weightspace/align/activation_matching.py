@@ -1,0 +1,171 @@
+"""Activation matching (Ainsworth et al. 2023, Sec. 3.1; Li et al. 2015) on any parsed model.
+
+Each group's units are paired by the Pearson correlation of their activations on
+data, summed over every graph node the group permutes (pre-activations,
+post-activations, normalized values, residual sums, attention heads), then one
+linear assignment per group. Unlike weight matching, the groups are independent:
+B's activations come from B's own forward pass. For factored axes (heads ×
+head_dim) the correlation is taken over (head, within-head) unit pairs and solved
+hierarchically: heads by their best within-head assignment, then the within-head
+group given the heads.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import torch
+from torch import nn
+
+from ..spec import GroupElement, WeightSpec
+from .activations import GroupActivations, Site
+from .data import input_batches
+from .errors import AlignError
+from .lap import assignment_value, best_permutation
+from .pair import check_pair
+
+
+@dataclass
+class _Moments:
+    """Running sums for the cross-correlation of A's and B's units."""
+
+    n: int = 0
+    sa: torch.Tensor | None = None
+    sb: torch.Tensor | None = None
+    qa: torch.Tensor | None = None
+    qb: torch.Tensor | None = None
+    ab: torch.Tensor | None = None
+
+    def add(self, xa: torch.Tensor, xb: torch.Tensor) -> None:
+        xa, xb = xa.double(), xb.double()
+        parts = (xa.sum(0), xb.sum(0), (xa * xa).sum(0), (xb * xb).sum(0), xa.T @ xb)
+        if self.sa is None:
+            self.sa, self.sb, self.qa, self.qb, self.ab = parts
+        else:
+            for name, p in zip(("sa", "sb", "qa", "qb", "ab"), parts):
+                setattr(self, name, getattr(self, name) + p)
+        self.n += xa.shape[0]
+
+    def correlation(self) -> torch.Tensor:
+        n = max(self.n, 1)
+        ma, mb = self.sa / n, self.sb / n
+        va, vb = (self.qa / n - ma**2).clamp_min(0), (self.qb / n - mb**2).clamp_min(0)
+        eps = 1e-6 * float(torch.cat([va, vb]).mean()) + 1e-12
+        cov = self.ab / n - torch.outer(ma, mb)
+        return cov / torch.sqrt(torch.outer(va + eps, vb + eps))
+
+
+@dataclass
+class _Plan:
+    """Which (site, dims) feed which group, standalone or as an (outer, inner) pair."""
+
+    single: dict[str, list[tuple[Site, int]]] = field(default_factory=dict)
+    joint: dict[tuple[str, str], list[tuple[Site, int, int]]] = field(default_factory=dict)
+
+
+def factor_pairs(spec: WeightSpec) -> set[tuple[str, str]]:
+    """(outer, inner) groups that are adjacent factors of one axis somewhere in the spec."""
+    pairs = set()
+    for e in spec.entries.values():
+        for axis in e.axes:
+            for f, h in zip(axis[:-1], axis[1:]):
+                if f.group is not None and h.group is not None and f.group != h.group:
+                    pairs.add((f.group, h.group))
+    return pairs
+
+
+def _plan(spec: WeightSpec, sites: Iterable[Site]) -> _Plan:
+    pairs = factor_pairs(spec)
+    plan = _Plan({n: [] for n in spec.groups}, {p: [] for p in pairs})
+    for site in sites:
+        used = set()
+        for outer, inner in sorted(pairs):
+            do, di = site.dims_of(outer), site.dims_of(inner)
+            if len(do) == 1 and len(di) == 1 and not {outer, inner} & used:
+                plan.joint[(outer, inner)].append((site, do[0], di[0]))
+                used |= {outer, inner}
+        for name in spec.groups:
+            dims = site.dims_of(name)
+            if name not in used and len(dims) == 1:
+                plan.single[name].append((site, dims[0]))
+    return plan
+
+
+def _units(value: torch.Tensor, site: Site, dims: tuple[int, ...]) -> torch.Tensor:
+    """(samples, units) view of a node value: `dims` become the unit axis, the rest samples."""
+    t = value.reshape(tuple(f.size for f in site.factors)).movedim(dims, tuple(range(-len(dims), 0)))
+    return t.reshape(-1, int(torch.tensor([site.factors[d].size for d in dims]).prod()))
+
+
+def _solve(spec: WeightSpec, corr_single: dict[str, torch.Tensor], corr_joint: dict) -> dict[str, torch.Tensor]:
+    perms: dict[str, torch.Tensor] = {}
+    outers: dict[str, list[str]] = {}
+    for outer, inner in corr_joint:
+        outers.setdefault(outer, []).append(inner)
+    for outer, inners in outers.items():
+        n = spec.groups[outer].size
+        score = corr_single[outer].clone()
+        blocks = {}
+        for inner in inners:
+            m = spec.groups[inner].size
+            s = corr_joint[(outer, inner)].reshape(n, m, n, m).permute(0, 2, 1, 3)
+            alone = corr_single[inner]
+            score += torch.tensor([[assignment_value(s[i, j] + alone / n) for j in range(n)] for i in range(n)])
+            blocks[inner] = s
+        perms[outer] = best_permutation(score)
+        for inner, s in blocks.items():
+            total = corr_single[inner] + s[torch.arange(n), perms[outer]].sum(0)
+            perms[inner] = best_permutation(total)
+    for name in spec.groups:
+        if name not in perms:
+            perms[name] = best_permutation(corr_single[name])
+    return perms
+
+
+def activation_matching(
+    model: nn.Module,
+    spec: WeightSpec,
+    sd_a: Mapping[str, torch.Tensor],
+    sd_b: Mapping[str, torch.Tensor],
+    batches: Iterable[Any],
+    *,
+    max_batches: int | None = None,
+) -> GroupElement:
+    """The element g such that `spec.apply(sd_b, g)` is B aligned to A by activations.
+
+    Args:
+        model: template module of both models (never modified); spec from `ws.parse(model, ...)`.
+        batches: inputs or (inputs, targets) batches, all of one shape (the graph is
+            traced on the first); eval mode.
+        max_batches: use at most this many batches.
+    """
+    check_pair(sd_a, sd_b, spec)
+    inputs = list(input_batches(batches, max_batches))
+    if not inputs:
+        raise AlignError("activation matching needs at least one batch of data")
+    acts = GroupActivations(model, spec, inputs[0])
+    if acts.unreached:
+        raise AlignError(f"groups {list(acts.unreached)[:6]} act on no activation of the traced forward")
+    plan = _plan(spec, acts.sites)
+    single = {n: [_Moments() for _ in where] for n, where in plan.single.items()}
+    joint = {p: [_Moments() for _ in where] for p, where in plan.joint.items()}
+    for args in inputs:
+        va, vb = acts(sd_a, args), acts(sd_b, args)
+        for name, where in plan.single.items():
+            for mom, (site, d) in zip(single[name], where):
+                mom.add(_units(va[site.node], site, (d,)), _units(vb[site.node], site, (d,)))
+        for pair, where in plan.joint.items():
+            for mom, (site, do, di) in zip(joint[pair], where):
+                mom.add(_units(va[site.node], site, (do, di)), _units(vb[site.node], site, (do, di)))
+
+    def total(moments: list[_Moments], size: int) -> torch.Tensor:
+        out = torch.zeros(size, size, dtype=torch.float64)
+        for m in moments:
+            out += m.correlation()
+        return out
+
+    corr_single = {n: total(ms, spec.groups[n].size) for n, ms in single.items()}
+    corr_joint = {
+        (o, i): total(ms, spec.groups[o].size * spec.groups[i].size) for (o, i), ms in joint.items() if ms
+    }
+    return GroupElement(_solve(spec, corr_single, corr_joint))

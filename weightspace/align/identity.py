@@ -1,0 +1,35 @@
+"""Check that an aligned model computes the same function as the original."""
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from ..parser.trace import tensor_leaves
+from .modules import mode, with_weights
+
+
+@torch.no_grad()
+def output_change(
+    model: nn.Module, sd: Mapping[str, torch.Tensor], sd_moved: Mapping[str, torch.Tensor], args: tuple, train: bool = False
+) -> float:
+    """max |f(moved) - f(sd)| / max |f(sd)| over the model's outputs on `args`.
+
+    In train mode both runs start from the same RNG state; BatchNorm uses batch
+    statistics, so this checks the buffers-free function too.
+    """
+    worst = 0.0
+    outs = []
+    for weights in (sd, sd_moved):
+        net = with_weights(model, weights)
+        with mode(net, train), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            outs.append(tensor_leaves(net(*args)))
+    for a, b in zip(*outs):
+        if a.shape != b.shape:
+            return float("inf")
+        scale = float(a.abs().max()) if a.numel() else 0.0
+        diff = float((a.double() - b.double()).abs().max()) if a.numel() else 0.0
+        worst = max(worst, diff / max(scale, 1e-12))
+    return worst
