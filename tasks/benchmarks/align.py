@@ -13,6 +13,9 @@ reference implementation of weight matching (the loop of the reference repos:
 deep-copy the model, permute one layer's parameters at a time), said in the JSON.
 
     python -m tasks.benchmarks.align [--quick]
+
+To compare against rebasin, install it without its unpinned torch requirement:
+`pip install --no-deps rebasin torchview graphviz`.
 """
 from __future__ import annotations
 

@@ -22,16 +22,6 @@ from weightspace import examples
 from weightspace.align import weight_matching
 
 
-def inr_pipeline(spec: ws.WeightSpec) -> A.Compose:
-    """The augmentation used for INR classification."""
-    return A.Compose([
-        A.RandomSymmetry(spec),
-        A.SirenBiasShift(spec, omega0=30.0),
-        A.RandomInputAffine(spec, translate=0.05, degrees=10, scale=(0.95, 1.05)),
-        A.GaussianNoise(spec, std=0.01),
-    ])
-
-
 def population(n: int, seed: int = 0) -> tuple[ws.WeightSpec, dict[str, torch.Tensor]]:
     """n SIREN 2-32-32-1 networks: one init, a random permutation and small noise each."""
     torch.manual_seed(seed)
@@ -75,7 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
     spec, batch = population(args.batch)
     labels = torch.arange(args.batch) % 10
     gen = torch.Generator().manual_seed(0)
-    pipeline = inr_pipeline(spec)
+    pipeline = A.inr_recipe(spec)
     t_pipe = _best(lambda: pipeline(batch, gen), args.repeats)
     plain = A.Mixup(spec, num_classes=10, mode="plain")
     t_plain = _best(lambda: plain(batch, labels, gen), args.repeats)

@@ -11,6 +11,7 @@ from .base import Compose, RandomApply, Transform, batch_shape
 from .inr import RandomInputAffine, apply_input_map, first_layer
 from .mixup import Mixup
 from .perturb import GaussianNoise, MagnitudePruning, WeightDropout
+from .recipes import inr_recipe, symmetry_recipe
 from .symmetry import RandomSymmetry, SirenBiasShift
 
 __all__ = [
@@ -27,4 +28,6 @@ __all__ = [
     "apply_input_map",
     "batch_shape",
     "first_layer",
+    "inr_recipe",
+    "symmetry_recipe",
 ]
