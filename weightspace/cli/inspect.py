@@ -21,6 +21,8 @@ def add_parser(sub) -> None:
     p.add_argument("--activation", help="for checkpoints: the hidden activation (sin, tanh, relu) to record sign/scale symmetries")
     p.add_argument("--json", type=Path, help="write the spec as JSON to this file")
     p.add_argument("--strict", action="store_true", help="fail on ops without a symmetry rule instead of freezing their axes")
+    p.add_argument("--graph", action="store_true", help="also print the parameter graph's node/edge counts per type")
+    p.add_argument("--graph-png", type=Path, metavar="PATH", help="save a picture of the parameter graph (small networks)")
     p.set_defaults(run=run)
 
 
@@ -93,6 +95,47 @@ def render(spec: WeightSpec, origin: str, console: Console) -> None:
         console.print(f"note: {note}")
 
 
+def _model(args):
+    """(model, example_inputs) behind the arguments, or None for a checkpoint."""
+    if args.example and args.example != "siren-file":
+        from .. import examples
+
+        return examples.build(args.example)
+    if args.target and ":" in args.target and not Path(args.target).exists():
+        module_name, _, attr = args.target.partition(":")
+        return getattr(importlib.import_module(module_name), attr or "build")()
+    return None
+
+
+def graph_of(args, spec: WeightSpec):
+    """The parameter graph: roles from a trace for modules, conventions for checkpoints."""
+    from ..graph import build_graph, trace_roles
+
+    built = _model(args)
+    if built is not None:
+        model, inputs = built
+        return build_graph(spec, model.state_dict(), trace_roles(model, inputs if isinstance(inputs, tuple) else (inputs,)))
+    from .. import examples
+    from ..io import load
+
+    path = examples.BUNDLED if args.example == "siren-file" else args.target
+    return build_graph(spec, load(path))
+
+
+def render_graph(graph, console: Console) -> None:
+    from ..graph import EDGE_TYPES, NODE_TYPES
+
+    st = graph.structure
+    console.print(f"parameter graph: {st.num_nodes:,} nodes, {st.num_edges:,} edges, {st.num_values:,} values")
+    for title, types, names in (("nodes", st.node_type, NODE_TYPES), ("edges", st.edge_type, EDGE_TYPES)):
+        table = Table(title=f"{title} per type")
+        table.add_column("type")
+        table.add_column("count", justify="right")
+        for t, n in sorted(Counter(types.tolist()).items()):
+            table.add_row(names[t], f"{n:,}")
+        console.print(table)
+
+
 def run(args: argparse.Namespace) -> int:
     console = Console()
     with warnings.catch_warnings():
@@ -105,4 +148,14 @@ def run(args: argparse.Namespace) -> int:
         text = spec.to_json(indent=2)
         write_atomic(args.json, lambda tmp: tmp.write_text(text))
         console.print(f"spec written to {args.json}")
+    if args.graph or args.graph_png:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            graph = graph_of(args, spec)
+        render_graph(graph, console)
+        if args.graph_png:
+            from ..graph.draw import draw
+
+            draw(graph, args.graph_png, title=origin)
+            console.print(f"graph picture written to {args.graph_png}")
     return 0
