@@ -1,0 +1,50 @@
+"""Metanetworks: models that read weights, built from a `WeightSpec`.
+
+    from weightspace.nn import WeightSpaceBatch, InvariantClassifier, metanet_spec
+    spec = metanet_spec(ws.parse(model, inputs))          # the entries to read
+    batch = WeightSpaceBatch.from_state_dicts(spec, state_dicts)
+    clf = InvariantClassifier(spec, num_classes=10, layer="unf")
+    logits = clf(batch)
+
+Layers (equivariant linear maps, features `key -> (B, C, *shape)`):
+`NPLinear`/`HNPLinear` (NFN, Zhou et al. 2023; MLP/CNN chains) and `UNFLinear`
+(Universal Neural Functionals, Zhou et al. 2024; any spec). Invariant pooling:
+`NPPool`, `HNPPool`, `UNFPool`. Models: `EquivariantNetwork`, `InvariantClassifier`.
+Baselines: `FlatMLP`, `StatMLP`, `PermutationAugment`/`Augmented`.
+"""
+from .baselines import Augmented, FlatMLP, PermutationAugment, StatFeatures, StatMLP
+from .batch import WeightSpaceBatch, metanet_spec
+from .chain import ChainLayer, ChainLayout, np_spec
+from .models import EquivariantNetwork, InvariantClassifier, mlp
+from .nfn import ChainCodec, HNPLinear, HNPPool, NPLinear, NPPool
+from .unf import UNFCodec, UNFLinear, UNFPool
+from .unf_basis import Term, UNFBasis, bell, enumerate_terms, set_partitions
+
+__all__ = [
+    "Augmented",
+    "ChainCodec",
+    "ChainLayer",
+    "ChainLayout",
+    "EquivariantNetwork",
+    "FlatMLP",
+    "HNPLinear",
+    "HNPPool",
+    "InvariantClassifier",
+    "NPLinear",
+    "NPPool",
+    "PermutationAugment",
+    "StatFeatures",
+    "StatMLP",
+    "Term",
+    "UNFBasis",
+    "UNFCodec",
+    "UNFLinear",
+    "UNFPool",
+    "WeightSpaceBatch",
+    "bell",
+    "enumerate_terms",
+    "metanet_spec",
+    "mlp",
+    "np_spec",
+    "set_partitions",
+]
