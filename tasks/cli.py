@@ -1,0 +1,36 @@
+"""`weightspace run TASK`: the end-to-end jobs (registered through the
+`weightspace.commands` entry point; the library never imports tasks)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("run", help="run an end-to-end job (inr-classify, ...)")
+    jobs = p.add_subparsers(dest="job", required=True)
+    inr = jobs.add_parser("inr-classify", help="compare weight-space classifiers on an INR zoo")
+    inr.add_argument("--zoo", type=Path, default=None, help="zoo directory (default: OUT/zoo, built if missing)")
+    inr.add_argument("--dataset", default="digits", help="dataset of the zoo built when --zoo is missing")
+    inr.add_argument("--init", choices=("shared", "independent"), default="shared", help="recipe of a built zoo")
+    inr.add_argument("--models", nargs="+", default=None, help="model names (default: the main comparison)")
+    inr.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    inr.add_argument("--epochs", type=int, default=None, help="override every model's epoch count")
+    inr.add_argument("--out", type=Path, default=Path("runs/inr-classify"))
+    inr.add_argument("--quiet", action="store_true")
+    inr.set_defaults(run=run_inr_classify)
+
+
+def run_inr_classify(args: argparse.Namespace) -> int:
+    from zoo import InrRecipe
+
+    from .inr_classify.data import InrSplits, ensure_zoo
+    from .inr_classify.models import DEFAULT
+    from .inr_classify.run import Settings, compare
+
+    root = ensure_zoo(args.zoo or args.out / "zoo", args.dataset, InrRecipe(init=args.init), progress=not args.quiet)
+    data = InrSplits.load(root)
+    settings = Settings(seeds=tuple(args.seeds), epochs=args.epochs, progress=not args.quiet)
+    compare(data, list(args.models or DEFAULT), settings, args.out)
+    print(f"results written to {args.out / 'results.json'} and {args.out / 'curves.png'}")
+    return 0

@@ -1,0 +1,114 @@
+"""Train each chosen model with several seeds on one INR zoo; table, JSON and PNG."""
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from tasks.training import FitConfig, fit
+from weightspace import augment as A
+from weightspace.io.save import write_atomic
+
+from .data import InrSplits, Standardize
+from .models import CHOICES, Choice
+
+
+@dataclass
+class Settings:
+    """Training settings shared by every model (epochs/lr default per model)."""
+
+    seeds: tuple[int, ...] = (0, 1, 2)
+    epochs: int | None = None
+    batch_size: int = 64
+    weight_decay: float = 1e-4
+    progress: bool = True
+
+
+def _augment(choice: Choice, data: InrSplits):
+    if choice.augment == "none" or choice.reads != "weights":
+        return None
+    recipe = A.symmetry_recipe(data.spec) if choice.augment == "symmetry" else A.inr_recipe(data.spec)
+    return lambda w, g: recipe(w, g)
+
+
+def train_one(choice: Choice, data: InrSplits, seed: int, settings: Settings) -> dict:
+    """One model, one seed: test accuracy of the best-validation epoch, and its curves."""
+    splits = data.renders if choice.reads == "pixels" else data.splits
+    prepare = (lambda w: {k: v.unsqueeze(1) for k, v in w.items()}) if choice.reads == "pixels" \
+        else Standardize.fit(splits["train"])
+    torch.manual_seed(seed)
+    pixels = splits["train"].weights["pixels"].shape[1] if choice.reads == "pixels" else 0
+    model = choice.build(data.spec, data.num_classes, pixels)
+    cfg = FitConfig(epochs=settings.epochs or choice.epochs, batch_size=settings.batch_size, lr=choice.lr,
+                    weight_decay=settings.weight_decay, seed=seed, progress=settings.progress)
+    result = fit(model, splits["train"], splits["val"], cfg, prepare=prepare, augment=_augment(choice, data),
+                 test=splits["test"], desc=f"{choice.name} seed {seed}")
+    return {"test_acc": result.test, "val_acc": result.best_val, "best_epoch": result.best_epoch,
+            "seconds": result.seconds, "params": sum(p.numel() for p in model.parameters()),
+            "val_curve": result.curves["val"], "loss_curve": result.curves["train_loss"]}
+
+
+def compare(data: InrSplits, names: list[str], settings: Settings, out: Path, console: Console | None = None) -> dict:
+    """Run the comparison and write results.json and curves.png into `out`."""
+    console = console or Console()
+    unknown = [n for n in names if n not in CHOICES]
+    if unknown:
+        raise ValueError(f"unknown models {unknown}; choose from {sorted(CHOICES)}")
+    out.mkdir(parents=True, exist_ok=True)
+    models = {}
+    for name in names:
+        runs = [train_one(CHOICES[name], data, seed, settings) for seed in settings.seeds]
+        accs = [r["test_acc"] for r in runs]
+        models[name] = {
+            "test_acc_mean": statistics.fmean(accs),
+            "test_acc_std": statistics.pstdev(accs),
+            "val_acc_mean": statistics.fmean(r["val_acc"] for r in runs),
+            "params": runs[0]["params"],
+            "train_seconds_mean": statistics.fmean(r["seconds"] for r in runs),
+            "seeds": list(settings.seeds),
+            "test_acc": accs,
+            "curves": {"val": [r["val_curve"] for r in runs], "train_loss": [r["loss_curve"] for r in runs]},
+        }
+        console.print(f"{name}: test {100 * models[name]['test_acc_mean']:.1f} ± {100 * models[name]['test_acc_std']:.1f}%")
+    results = {"dataset": data.dataset, "recipe": data.recipe, "num_classes": data.num_classes,
+               "sizes": {k: len(v) for k, v in data.splits.items()}, "models": models}
+    text = json.dumps(results, indent=1)
+    write_atomic(out / "results.json", lambda tmp: tmp.write_text(text))
+    plot_curves(models, out / "curves.png")
+    console.print(table(results))
+    return results
+
+
+def table(results: dict) -> Table:
+    t = Table(title=f"INR classification — {results['dataset']} ({results['recipe']} init)")
+    for col in ("model", "test acc (mean ± std)", "params", "train s / seed"):
+        t.add_column(col, justify="right" if col != "model" else "left")
+    for name, m in results["models"].items():
+        t.add_row(name, f"{100 * m['test_acc_mean']:.1f} ± {100 * m['test_acc_std']:.1f}%", f"{m['params']:,}",
+                  f"{m['train_seconds_mean']:.1f}")
+    return t
+
+
+def plot_curves(models: dict, path: Path) -> None:
+    """Validation accuracy per epoch, mean over seeds, one line per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, m in models.items():
+        curves = torch.tensor(m["curves"]["val"])
+        ax.plot(range(1, curves.shape[1] + 1), 100 * curves.mean(0), label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    plt.close(fig)
