@@ -6,7 +6,7 @@ from typing import Callable
 
 from torch import nn
 
-from weightspace.nn import FlatMLP, InvariantClassifier, StatMLP
+from weightspace.nn import FlatMLP, FourierFeatures, InvariantClassifier, StatMLP
 from weightspace.nn.models import mlp
 from weightspace.spec import WeightSpec
 
@@ -35,6 +35,12 @@ class PixelMLP(nn.Module):
         return self.net(w["pixels"].squeeze(1))
 
 
+def fourier_classifier(spec: WeightSpec, classes: int, layer: str) -> nn.Module:
+    """Fourier features of each weight, then an invariant NFN/UNF classifier."""
+    enc = FourierFeatures()
+    return nn.Sequential(enc, InvariantClassifier(spec, classes, (32, 32, 32), in_channels=enc.channels(), layer=layer))
+
+
 CHOICES = {c.name: c for c in [
     Choice("flat_mlp", "weights", lambda s, k, p: FlatMLP(s, k, dropout=0.1)),
     Choice("flat_mlp_aug", "weights", lambda s, k, p: FlatMLP(s, k, dropout=0.1), augment="symmetry"),
@@ -42,7 +48,9 @@ CHOICES = {c.name: c for c in [
     Choice("nfn_np", "weights", lambda s, k, p: InvariantClassifier(s, k, (32, 32, 32), layer="np"), lr=3e-3),
     Choice("nfn_hnp", "weights", lambda s, k, p: InvariantClassifier(s, k, (32, 32, 32), layer="hnp"), lr=3e-3),
     Choice("unf", "weights", lambda s, k, p: InvariantClassifier(s, k, (32, 32, 32), layer="unf"), lr=3e-3),
+    Choice("nfn_hnp_ff", "weights", lambda s, k, p: fourier_classifier(s, k, "hnp"), lr=3e-3),
+    Choice("unf_ff", "weights", lambda s, k, p: fourier_classifier(s, k, "unf"), lr=3e-3),
     Choice("recon_mlp", "pixels", lambda s, k, p: PixelMLP(p, k)),
 ]}
 
-DEFAULT = ("flat_mlp", "stats", "nfn_hnp", "recon_mlp")
+DEFAULT = ("flat_mlp", "stats", "nfn_hnp_ff", "recon_mlp")

@@ -10,11 +10,13 @@ Layers (equivariant linear maps, features `key -> (B, C, *shape)`):
 `NPLinear`/`HNPLinear` (NFN, Zhou et al. 2023; MLP/CNN chains) and `UNFLinear`
 (Universal Neural Functionals, Zhou et al. 2024; any spec). Invariant pooling:
 `NPPool`, `HNPPool`, `UNFPool`. Models: `EquivariantNetwork`, `InvariantClassifier`.
+Input encoding: `FourierFeatures` (elementwise, so symmetry-neutral).
 Baselines: `FlatMLP`, `StatMLP`, `PermutationAugment`/`Augmented`.
 """
 from .baselines import Augmented, FlatMLP, PermutationAugment, StatFeatures, StatMLP
 from .batch import WeightSpaceBatch, metanet_spec
 from .chain import ChainLayer, ChainLayout, np_spec
+from .fourier import FourierFeatures
 from .models import EquivariantNetwork, InvariantClassifier, mlp
 from .nfn import ChainCodec, HNPLinear, HNPPool, NPLinear, NPPool
 from .unf import UNFCodec, UNFLinear, UNFPool
@@ -27,6 +29,7 @@ __all__ = [
     "ChainLayout",
     "EquivariantNetwork",
     "FlatMLP",
+    "FourierFeatures",
     "HNPLinear",
     "HNPPool",
     "InvariantClassifier",
