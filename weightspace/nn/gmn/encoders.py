@@ -1,0 +1,166 @@
+"""Input encoders of the graph metanetworks: node and edge features from a graph batch.
+
+Scalars (weights, kernels) are lifted with random Fourier features (Tancik et al.,
+"Fourier Features Let Networks Learn High Frequency Functions", 2020), as in Graph
+Metanetworks (Lim et al., ICLR 2024) and neural graphs (Kofinas et al., ICLR 2024).
+Edges carry kernels of different sizes (width 1 for a linear weight or a bias, 9 for
+a 3x3 conv), so each width has its own Fourier map and projection; the categorical
+features (node/edge type, layer index, fixed input/output position, kernel shape)
+are embeddings. None of these features tells interchangeable units apart, so the
+encoders are equivariant to the node relabelings of the network's symmetries.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from ...graph.vocab import EDGE_TYPES, NODE_TYPES
+from .errors import GMNError
+from .inputs import GraphInputs
+
+
+def sinusoidal(x: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
+    """Transformer position encoding of integer indices: (n,) -> (n, dim), any index range."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=x.device) / max(half, 1))
+    angles = x.to(freqs.dtype)[:, None] * freqs[None]
+    parts = [torch.sin(angles), torch.cos(angles)]
+    if dim % 2:
+        parts.append(torch.zeros_like(angles[:, :1]))
+    return torch.cat(parts, dim=1)
+
+
+class FourierFeatures(nn.Module):
+    """x -> [x, sin(2πxBᵀ), cos(2πxBᵀ)] with a fixed Gaussian B (num_freqs, width), std `scale`.
+
+    Shapes: (n, width) -> (n, width + 2 * num_freqs).
+    """
+
+    def __init__(self, width: int, num_freqs: int = 16, scale: float = 2.0, seed: int = 0):
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + width)
+        self.register_buffer("freqs", torch.randn(num_freqs, width, generator=gen) * scale)
+        self.width, self.out_features = width, width + 2 * num_freqs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        angles = 2 * math.pi * x @ self.freqs.T
+        return torch.cat([x, torch.sin(angles), torch.cos(angles)], dim=1)
+
+    def extra_repr(self) -> str:
+        return f"width={self.width}, num_freqs={self.freqs.shape[0]}"
+
+
+class EdgeEncoder(nn.Module):
+    """Edge features: Fourier features of the edge's values, projected per width bucket,
+    plus embeddings of its type, layer and kernel shape.
+
+    Args:
+        hidden: output features.
+        widths: the value widths (kernel sizes kh*kw; 1 for linear weights and vectors)
+            this encoder reads; edges of width 0 (structural `member` edges) carry none.
+            A batch with another width raises GMNError (see `edge_widths`).
+        num_freqs, scale: of the Fourier features.
+        normalize: divide each entry's values by their root mean square within the graph
+            (a statistic of the whole entry, so invariant) before the Fourier features,
+            and embed its log; weights of different layers live at very different scales.
+
+    Shapes: `GraphInputs` -> (E, hidden).
+    """
+
+    def __init__(
+        self, hidden: int, widths: Iterable[int] = (1, 9), num_freqs: int = 16, scale: float = 2.0,
+        normalize: bool = True,
+    ):
+        super().__init__()
+        self.widths = tuple(sorted({int(w) for w in widths if int(w) > 0}))
+        if not self.widths:
+            raise GMNError("EdgeEncoder needs at least one positive edge width")
+        self.fourier = nn.ModuleDict({str(w): FourierFeatures(w, num_freqs, scale) for w in self.widths})
+        self.project = nn.ModuleDict(
+            {str(w): nn.Linear(self.fourier[str(w)].out_features, hidden) for w in self.widths}
+        )
+        self.type_embed = nn.Embedding(len(EDGE_TYPES), hidden)
+        self.layer = nn.Linear(hidden, hidden)
+        self.shape = nn.Linear(3, hidden)
+        self.scale = nn.Linear(1, hidden)
+        self.hidden, self.normalize = hidden, normalize
+
+    @staticmethod
+    def class_rms(g: GraphInputs) -> torch.Tensor:
+        """(C,) root mean square of the values each edge class (one entry of one graph) carries."""
+        width = g.class_width[g.edge_class].to(g.edge_val.dtype)
+        edge_sq = torch.zeros_like(width).index_add(
+            0, torch.repeat_interleave(torch.arange(g.num_edges, device=width.device), g.edge_width), g.edge_val ** 2
+        )
+        sq = torch.zeros(g.class_width.shape[0], dtype=width.dtype, device=width.device)
+        count = sq.index_add(0, g.edge_class, width)
+        sq = sq.index_add(0, g.edge_class, edge_sq)
+        return torch.sqrt(sq / count.clamp(min=1) + 1e-12).detach() * (count > 0) + (count == 0)
+
+    def forward(self, g: GraphInputs) -> torch.Tensor:
+        dtype = self.shape.weight.dtype
+        rms = self.class_rms(g).to(dtype)
+        classes = (
+            self.type_embed(g.class_type)
+            + self.layer(sinusoidal(g.class_layer, self.hidden).to(dtype))
+            + self.shape(torch.log1p(g.class_shape.to(dtype)))
+            + self.scale(torch.log(rms)[:, None])
+        )
+        out = classes[g.edge_class]
+        if not self.normalize:
+            rms = torch.ones_like(rms)
+        for w in torch.unique(g.class_width).tolist():
+            if w == 0:
+                continue
+            if w not in self.widths:
+                raise GMNError(
+                    f"the batch has edges carrying {w} values (a kernel of that size); this encoder reads widths "
+                    f"{self.widths}. Build the model with edge_widths(...) of your structures."
+                )
+            ids = torch.nonzero(g.edge_width == w).flatten()
+            vals = g.edge_val[g.edge_off[ids, None] + torch.arange(w, device=ids.device)]
+            key = str(w)
+            vals = vals.to(dtype) / rms[g.edge_class[ids], None]
+            out = out.index_add(0, ids, self.project[key](self.fourier[key](vals)))
+        return out
+
+    def extra_repr(self) -> str:
+        return f"hidden={self.hidden}, widths={self.widths}"
+
+
+class NodeEncoder(nn.Module):
+    """Node features: embeddings of node type, layer index and fixed input/output position.
+
+    Units of a permutation group have no position (-1) and get one learned vector;
+    fixed units (input pixels, logits) get a sinusoidal code of their position.
+
+    Shapes: `GraphInputs` -> (N, hidden).
+    """
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.type_embed = nn.Embedding(len(NODE_TYPES), hidden)
+        self.layer = nn.Linear(hidden, hidden)
+        self.pos = nn.Linear(hidden, hidden)
+        self.no_pos = nn.Parameter(torch.zeros(hidden))
+        self.hidden = hidden
+
+    def forward(self, g: GraphInputs) -> torch.Tensor:
+        dtype = self.layer.weight.dtype
+        fixed = (g.node_pos >= 0)[:, None]
+        pos = torch.where(fixed, self.pos(sinusoidal(g.node_pos.clamp(min=0), self.hidden).to(dtype)), self.no_pos)
+        return self.type_embed(g.node_type) + self.layer(sinusoidal(g.node_layer, self.hidden).to(dtype)) + pos
+
+    def extra_repr(self) -> str:
+        return f"hidden={self.hidden}"
+
+
+def edge_widths(*structures) -> tuple[int, ...]:
+    """The positive value widths of the given `GraphStructure`s (for `EdgeEncoder(widths=...)`)."""
+    found: set[int] = set()
+    for s in structures:
+        found |= set(s.class_width.unique().tolist())
+    return tuple(sorted(w for w in found if w > 0))

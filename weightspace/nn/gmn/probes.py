@@ -1,0 +1,142 @@
+"""Probe features: run each input network on learned probe inputs and give every unit
+its activations (Lim et al., "Graph Metanetworks", ICLR 2024, §probe features; Kofinas
+et al., ICLR 2024). A unit's activation moves with the unit under any permutation
+symmetry, so the features are equivariant by construction.
+
+The network is run functionally from the graph batch: the batch's value vectors are
+mapped back to (stacked) state dicts through the graph round trip and evaluated with
+`torch.func.functional_call` under `torch.func.vmap`, one call for all networks of the
+architecture. Units are the outputs of `nn.Linear` / `nn.Conv*` modules (pre-activation;
+spatial positions and token axes averaged).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from ...graph.structure import GraphStructure
+from .errors import GMNError
+from .heads import unflatten_values
+from .inputs import GraphInputs
+
+_UNIT_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+@dataclass(frozen=True)
+class ProbedUnits:
+    """The output units of one module: its name, channel dim, and their graph nodes (in unit order)."""
+
+    module: str
+    channel_dim: int
+    nodes: torch.Tensor
+
+
+def probed_units(model: nn.Module, structure: GraphStructure) -> tuple[ProbedUnits, ...]:
+    """Every Linear/Conv module of `model` whose weight's output units are nodes of `structure`."""
+    modules = dict(model.named_modules())
+    found = []
+    for e in structure.entries:
+        name, _, leaf = e.key.rpartition(".")
+        module = modules.get(name)
+        if leaf != "weight" or not isinstance(module, _UNIT_MODULES) or not e.carried or e.order[0] != 0:
+            continue
+        dst = structure.edge_index[1, e.edge_start : e.edge_start + e.edge_count]
+        nodes = torch.unique_consecutive(dst)
+        if nodes.numel() != e.shape[0]:
+            continue
+        found.append(ProbedUnits(name, -1 if isinstance(module, nn.Linear) else 1, nodes))
+    return tuple(found)
+
+
+class ProbeFeatures(nn.Module):
+    """Node features from the activations of each network of one architecture on learned probes.
+
+    Args:
+        model: a module of the architecture (copied; its weights are never used).
+        structure: the graph structure of that architecture.
+        input_shape: shape of one probe input (e.g. (2,) for a 2-D INR, (3, 32, 32)).
+        hidden: output feature size; num_probes: learned inputs; init_scale: their initial range.
+
+    Graphs of other architectures in a batch get zeros. Shapes: `GraphInputs` -> (N, hidden).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        structure: GraphStructure,
+        input_shape: tuple[int, ...],
+        hidden: int,
+        num_probes: int = 16,
+        init_scale: float = 1.0,
+    ):
+        super().__init__()
+        net = copy.deepcopy(model).eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        self.__dict__["_net"] = net  # not a submodule: its weights come from the batch
+        self.structure = structure
+        self.units = probed_units(net, structure)
+        if not self.units:
+            raise GMNError(f"no Linear/Conv module of {type(model).__name__} writes units of this graph structure")
+        self.probes = nn.Parameter((2 * torch.rand(num_probes, *input_shape) - 1) * init_scale)
+        self.norm = nn.LayerNorm(num_probes)
+        self.project = nn.Linear(num_probes, hidden)
+        self._captured: dict[str, torch.Tensor] = {}
+        modules = dict(net.named_modules())
+        for u in self.units:
+            modules[u.module].register_forward_hook(self._hook(u.module))
+        self._spec = structure.spec.to_dict()
+
+    def _hook(self, name: str):
+        def hook(module, args, output):
+            self._captured[name] = output
+
+        return hook
+
+    def _matches(self, s: GraphStructure) -> bool:
+        return s is self.structure or (
+            s.num_nodes == self.structure.num_nodes and s.num_values == self.structure.num_values
+            and s.spec.to_dict() == self._spec
+        )
+
+    def activations(self, values: torch.Tensor) -> torch.Tensor:
+        """Unit activations (B, N_s, num_probes) of B networks given as value vectors (B, V); 0 off units."""
+        params = unflatten_values(self.structure, values)
+        probes = self.probes.to(values.dtype)
+
+        def run(sd: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+            self._captured.clear()
+            functional_call(self._net, sd, (probes,))
+            outs = []
+            for u in self.units:
+                y = self._captured[u.module].movedim(u.channel_dim, -1)
+                outs.append(y.reshape(y.shape[0], -1, y.shape[-1]).mean(1).T)
+            self._captured.clear()
+            return tuple(outs)
+
+        acts = vmap(run)(params)
+        out = values.new_zeros(values.shape[0], self.structure.num_nodes, probes.shape[0])
+        for u, a in zip(self.units, acts):
+            out = out.index_copy(1, u.nodes.to(values.device), a)
+        return out
+
+    def forward(self, g: GraphInputs) -> torch.Tensor:
+        mine = [i for i, s in enumerate(g.structures) if self._matches(s)]
+        out = g.edge_val.new_zeros(g.num_nodes, self.project.out_features).to(self.project.weight.dtype)
+        if not mine:
+            return out
+        graphs = torch.tensor(mine, device=g.edge_val.device)
+        v = self.structure.num_values
+        values = g.edge_val[g.value_ptr[graphs, None] + torch.arange(v, device=graphs.device)]
+        acts = self.activations(values.to(self.project.weight.dtype))
+        units = torch.cat([u.nodes for u in self.units]).to(graphs.device)
+        feats = self.project(self.norm(acts[:, units]))
+        where = (g.node_ptr[graphs, None] + units).flatten()
+        return out.index_add(0, where, feats.reshape(-1, feats.shape[-1]))
+
+    def extra_repr(self) -> str:
+        return f"probes={tuple(self.probes.shape)}, units={[u.module for u in self.units]}"
