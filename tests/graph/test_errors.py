@@ -41,3 +41,17 @@ def test_wrong_number_of_values_and_foreign_structure():
         batch_pyg(graph.structure, torch.zeros(2, graph.values.numel() + 1))
     with pytest.raises(GraphError, match="meta"):
         from_pyg(Data(edge_val=graph.values))
+
+
+def test_values_wider_than_the_structure_are_refused():
+    import torch
+
+    from weightspace.graph import GraphError, flatten_values, graph_structure
+    from weightspace.testing import random_mlp_spec, random_weights
+
+    spec = random_mlp_spec([3, 4, 2])
+    sd = random_weights(spec, generator=torch.Generator().manual_seed(0))
+    structure = graph_structure(spec, dtypes={k: torch.float32 for k in spec.entries})
+    flatten_values(structure, {k: v.float() for k, v in sd.items()})
+    with pytest.raises(GraphError, match="float64"):
+        flatten_values(structure, {k: v.double() for k, v in sd.items()})

@@ -76,13 +76,19 @@ def _dtypes(state_dict: Mapping[str, torch.Tensor], spec: WeightSpec) -> dict[st
 
 
 def flatten_values(structure: GraphStructure, state_dict: Mapping[str, torch.Tensor], batch_dims: int = 0) -> torch.Tensor:
-    """The (*batch, num_values) value vector(s) of a state dict (with `batch_dims` leading dims)."""
+    """The (*batch, num_values) value vector(s) of a state dict (with `batch_dims` leading dims).
+
+    Values are widened to the structure's value dtype; a tensor that dtype cannot hold
+    exactly (float64 into a float32 structure) raises GraphError instead of losing bits."""
     parts = []
     lead = None
     for e in structure.entries:
         if not e.carried:
             continue
         t = state_dict[e.key]
+        if torch.promote_types(t.dtype, structure.value_dtype) != structure.value_dtype:
+            raise GraphError(f"{e.key}: {t.dtype} values do not fit the graph structure's {structure.value_dtype}; "
+                             "build the structure from this state dict's dtypes (graph_structure(spec, dtypes=...))")
         lead = t.shape[:batch_dims]
         order = tuple(range(batch_dims)) + tuple(batch_dims + i for i in e.order)
         parts.append(t.permute(order).reshape(*lead, e.numel).to(structure.value_dtype))
