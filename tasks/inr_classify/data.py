@@ -34,6 +34,7 @@ class InrSplits:
     num_classes: int
     dataset: str
     recipe: str
+    siren: SirenConfig
 
     @classmethod
     def load(cls, root: Path) -> "InrSplits":
@@ -50,7 +51,7 @@ class InrSplits:
             weights = {k: w[k].float() for k in spec.entries}
             splits[name] = WeightData(weights, labels[idx])
             renders[name] = WeightData({"pixels": evaluate(cfg, weights, coords).float()}, labels[idx])
-        return cls(spec, splits, renders, int(labels.max()) + 1, source, z.manifest["recipe"].get("init", "?"))
+        return cls(spec, splits, renders, int(labels.max()) + 1, source, z.manifest["recipe"].get("init", "?"), cfg)
 
 
 @dataclass

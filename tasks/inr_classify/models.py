@@ -1,4 +1,5 @@
-"""The models the INR comparison can train, by name: what each reads and how it is built."""
+"""The models the INR comparison can train, by name: what each reads, how it is
+built from the zoo, and how a batch of weights becomes its input."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,17 +9,19 @@ from torch import nn
 
 from weightspace.nn import FlatMLP, FourierFeatures, InvariantClassifier, StatMLP
 from weightspace.nn.models import mlp
-from weightspace.spec import WeightSpec
+
+from .data import InrSplits, Standardize
 
 
 @dataclass(frozen=True)
 class Choice:
     """A model of the comparison: its input ("weights" or rendered "pixels"), its
-    builder (spec, classes, pixels) -> module, and its optimization defaults."""
+    builder, the function that turns a batch into its input, and its defaults."""
 
     name: str
     reads: str
-    build: Callable[[WeightSpec, int, int], nn.Module]
+    build: Callable[[InrSplits], nn.Module]
+    prepare: Callable[[InrSplits], Callable] = lambda data: Standardize.fit(data.splits["train"])
     lr: float = 1e-3
     epochs: int = 40
     augment: str = "none"
@@ -32,25 +35,55 @@ class PixelMLP(nn.Module):
         self.net = mlp(pixels, (256, 256), classes, dropout=0.1)
 
     def forward(self, w):
-        return self.net(w["pixels"].squeeze(1))
+        return self.net(w["pixels"])
 
 
-def fourier_classifier(spec: WeightSpec, classes: int, layer: str) -> nn.Module:
+def fourier_classifier(data: InrSplits, layer: str) -> nn.Module:
     """Fourier features of each weight, then an invariant NFN/UNF classifier."""
     enc = FourierFeatures()
-    return nn.Sequential(enc, InvariantClassifier(spec, classes, (32, 32, 32), in_channels=enc.channels(), layer=layer))
+    return nn.Sequential(enc, InvariantClassifier(data.spec, data.num_classes, (32, 32, 32),
+                                                  in_channels=enc.channels(), layer=layer))
+
+
+def _structure(data: InrSplits):
+    from weightspace.graph import graph_structure
+
+    return graph_structure(data.spec)
+
+
+def gmn_probe(data: InrSplits) -> nn.Module:
+    """Graph metanetwork with probe features: each unit's pre-activation on learned inputs."""
+    from weightspace.examples import siren
+    from weightspace.nn.gmn import GMNClassifier, ProbeFeatures
+
+    template = siren(data.siren.widths, data.siren.w0)
+    probes = ProbeFeatures(template, _structure(data), (data.siren.widths[0],), hidden=16, num_probes=16)
+    return GMNClassifier(data.num_classes, hidden=16, layers=2, edge_widths=(1,), probes=[probes])
+
+
+def graph_batches(data: InrSplits) -> Callable:
+    from weightspace.graph.pyg import batch_pyg
+
+    structure = _structure(data)
+    return lambda w: batch_pyg(structure, w)
+
+
+def _pixels(data: InrSplits) -> Callable:
+    return lambda w: w
 
 
 CHOICES = {c.name: c for c in [
-    Choice("flat_mlp", "weights", lambda s, k, p: FlatMLP(s, k, dropout=0.1)),
-    Choice("flat_mlp_aug", "weights", lambda s, k, p: FlatMLP(s, k, dropout=0.1), augment="symmetry"),
-    Choice("stats", "weights", lambda s, k, p: StatMLP(s, k)),
-    Choice("nfn_np", "weights", lambda s, k, p: InvariantClassifier(s, k, (32, 32, 32), layer="np"), lr=3e-3),
-    Choice("nfn_hnp", "weights", lambda s, k, p: InvariantClassifier(s, k, (32, 32, 32), layer="hnp"), lr=3e-3),
-    Choice("unf", "weights", lambda s, k, p: InvariantClassifier(s, k, (32, 32, 32), layer="unf"), lr=3e-3),
-    Choice("nfn_hnp_ff", "weights", lambda s, k, p: fourier_classifier(s, k, "hnp"), lr=3e-3),
-    Choice("unf_ff", "weights", lambda s, k, p: fourier_classifier(s, k, "unf"), lr=3e-3),
-    Choice("recon_mlp", "pixels", lambda s, k, p: PixelMLP(p, k)),
+    Choice("flat_mlp", "weights", lambda d: FlatMLP(d.spec, d.num_classes, dropout=0.1)),
+    Choice("flat_mlp_aug", "weights", lambda d: FlatMLP(d.spec, d.num_classes, dropout=0.1), augment="symmetry"),
+    Choice("stats", "weights", lambda d: StatMLP(d.spec, d.num_classes)),
+    Choice("nfn_np", "weights", lambda d: InvariantClassifier(d.spec, d.num_classes, (32, 32, 32), layer="np"), lr=3e-3),
+    Choice("nfn_hnp", "weights", lambda d: InvariantClassifier(d.spec, d.num_classes, (32, 32, 32), layer="hnp"), lr=3e-3),
+    Choice("unf", "weights", lambda d: InvariantClassifier(d.spec, d.num_classes, (32, 32, 32), layer="unf"), lr=3e-3),
+    Choice("nfn_hnp_ff", "weights", lambda d: fourier_classifier(d, "hnp"), lr=3e-3),
+    Choice("unf_ff", "weights", lambda d: fourier_classifier(d, "unf"), lr=3e-3),
+    Choice("gmn_probe", "weights", gmn_probe, prepare=graph_batches, lr=3e-3, epochs=10),
+    Choice("recon_mlp", "pixels", lambda d: PixelMLP(d.renders["train"].weights["pixels"].shape[1], d.num_classes),
+           prepare=_pixels),
 ]}
 
 DEFAULT = ("flat_mlp", "stats", "nfn_hnp_ff", "recon_mlp")

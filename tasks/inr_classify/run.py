@@ -14,7 +14,7 @@ from tasks.training import FitConfig, fit
 from weightspace import augment as A
 from weightspace.io.save import write_atomic
 
-from .data import InrSplits, Standardize
+from .data import InrSplits
 from .models import CHOICES, Choice
 
 
@@ -39,11 +39,9 @@ def _augment(choice: Choice, data: InrSplits):
 def train_one(choice: Choice, data: InrSplits, seed: int, settings: Settings) -> dict:
     """One model, one seed: test accuracy of the best-validation epoch, and its curves."""
     splits = data.renders if choice.reads == "pixels" else data.splits
-    prepare = (lambda w: {k: v.unsqueeze(1) for k, v in w.items()}) if choice.reads == "pixels" \
-        else Standardize.fit(splits["train"])
+    prepare = choice.prepare(data)
     torch.manual_seed(seed)
-    pixels = splits["train"].weights["pixels"].shape[1] if choice.reads == "pixels" else 0
-    model = choice.build(data.spec, data.num_classes, pixels)
+    model = choice.build(data)
     cfg = FitConfig(epochs=settings.epochs or choice.epochs, batch_size=settings.batch_size, lr=choice.lr,
                     weight_decay=settings.weight_decay, seed=seed, progress=settings.progress)
     result = fit(model, splits["train"], splits["val"], cfg, prepare=prepare, augment=_augment(choice, data),
