@@ -1,7 +1,6 @@
 """INR input-space transforms are exact in weight space; mixup mixes weights and labels."""
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch

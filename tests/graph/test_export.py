@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-import torch
 
 from tests.graph.cases import graph_of
 from weightspace.cli.main import main

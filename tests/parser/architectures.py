@@ -33,7 +33,7 @@ parser may legitimately settle for (documented in `notes`); tests accept them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch

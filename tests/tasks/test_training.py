@@ -2,7 +2,6 @@
 take the same steps as one process with the same global batch."""
 from __future__ import annotations
 
-import os
 
 import pytest
 import torch

@@ -3,7 +3,7 @@ so each norm passes its axes through; affine parameters and running statistics
 share the normalized channel/feature axis."""
 from __future__ import annotations
 
-from ..context import Context, TensorValue
+from ..context import Context
 from .common import broadcast, is_tensor, same_axes
 from .registry import rule
 

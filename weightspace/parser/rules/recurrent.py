@@ -7,7 +7,7 @@ axis tie the layers' H together, unless the initial state is constant.
 """
 from __future__ import annotations
 
-from ..context import Context, TensorValue
+from ..context import Context
 from .common import is_tensor
 from .registry import rule
 

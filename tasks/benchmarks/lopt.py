@@ -1,0 +1,129 @@
+"""Per-step cost of learned optimizers vs `torch.optim.Adam` on the same model, same run.
+
+Models: a small MLP (64-64-64-10, ~9k parameters) and a ~1M-parameter MLP
+(784-1024-256-10). For each, every optimizer (Adam; learned rules with the
+per-parameter MLP, Deep-Set, group-context and UNF meta-networks, hidden 32 / UNF 16)
+takes `optimizer.step()` on the same gradients; rounds interleave the optimizers
+(the machine may be shared) and each one's median round counts. A full training
+step (forward, backward, step) is timed the same way.
+
+`speedup` = Adam step time / learned step time (< 1: the learned rule is slower),
+headline: the spec-equivariant group-context rule on the ~1M model. Target 0.1:
+its step costs at most 10 Adam steps.
+
+    python -m tasks.benchmarks.lopt [--rounds 3] [--iters 2] [--threads 1]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+from torch import nn
+
+import weightspace as ws
+from weightspace.lopt import LearnedOptimizer, LearnedRule
+
+TARGET = 0.1
+KINDS = ("mlp", "deepset", "groups", "unf")
+
+
+def _mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(sizes) - 2 else [])
+    return nn.Sequential(*layers)
+
+
+def _optimizers(sizes: list[int]) -> tuple[dict[str, tuple[nn.Module, torch.optim.Optimizer]], torch.Tensor]:
+    x = torch.randn(128, sizes[0])
+    base = _mlp(sizes)
+    spec = ws.parse(base, (x[:2],))
+    out = {}
+    for name in ("adam", *KINDS):
+        model = _mlp(sizes)
+        model.load_state_dict(base.state_dict())
+        if name == "adam":
+            opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        else:
+            rule = LearnedRule.build(name, spec=spec, hidden=16 if name == "unf" else 32)
+            opt = LearnedOptimizer(model.named_parameters(), rule, spec=spec)
+        out[name] = (model, opt)
+    return out, x
+
+
+def _time(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, iters: int) -> tuple[float, float]:
+    """(seconds per opt.step(), seconds per full training step)."""
+    step_s = full_s = 0.0
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        t1 = time.perf_counter()
+        opt.step()
+        t2 = time.perf_counter()
+        step_s += t2 - t1
+        full_s += t2 - t0
+    return step_s / iters, full_s / iters
+
+
+def bench(sizes: list[int], rounds: int, iters: int) -> dict:
+    opts, x = _optimizers(sizes)
+    y = torch.randint(0, sizes[-1], (x.shape[0],))
+    params = sum(p.numel() for p in opts["adam"][0].parameters())
+    for model, opt in opts.values():
+        _time(model, opt, x, y, 1)
+    steps: dict[str, list[float]] = {k: [] for k in opts}
+    fulls: dict[str, list[float]] = {k: [] for k in opts}
+    for _ in range(rounds):
+        for name, (model, opt) in opts.items():
+            s, f = _time(model, opt, x, y, iters)
+            steps[name].append(s)
+            fulls[name].append(f)
+    med = {k: statistics.median(v) for k, v in steps.items()}
+    med_full = {k: statistics.median(v) for k, v in fulls.items()}
+    return {
+        "params": params,
+        "step_ms": {k: 1e3 * v for k, v in med.items()},
+        "full_step_ms": {k: 1e3 * v for k, v in med_full.items()},
+        "speedup": {k: med["adam"] / med[k] for k in KINDS},
+        "full_step_ratio": {k: med_full["adam"] / med_full[k] for k in KINDS},
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--iters", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    results = {}
+    for label, sizes in (("small_mlp", [64, 64, 64, 10]), ("mlp_1m", [784, 1024, 256, 10])):
+        r = bench(sizes, args.rounds, args.iters)
+        results[label] = r
+        print(f"{label}: {r['params']:,} parameters")
+        for k in ("adam", *KINDS):
+            extra = "" if k == "adam" else (
+                f"  Adam/this step {r['speedup'][k]:.3f}, full step {r['full_step_ratio'][k]:.3f}"
+            )
+            print(f"  {k:8s} step {r['step_ms'][k]:8.2f} ms   full step {r['full_step_ms'][k]:8.2f} ms{extra}")
+    line = {
+        "name": "lopt",
+        "baseline": "torch.optim.Adam.step on the same ~1M-parameter MLP, same run",
+        "speedup": results["mlp_1m"]["speedup"]["groups"],
+        "target": TARGET,
+        "headline": "group-context (spec-equivariant) learned rule, optimizer.step() time ratio",
+        "speedups": {m: {k: round(v, 4) for k, v in r["speedup"].items()} for m, r in results.items()},
+        "full_step_ratios": {m: {k: round(v, 4) for k, v in r["full_step_ratio"].items()} for m, r in results.items()},
+        "threads": args.threads,
+    }
+    print(json.dumps(line))
+    return line
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""Meta-networks of learned optimizers: per-parameter MLP, Deep Set, and Deep Set over groups.
+
+Every meta-network maps per-entry features `key -> (B, C, *entry.shape)` to per-entry
+outputs `key -> (B, out_channels, *entry.shape)`, given the task model's spec (or
+None when it needs none). Their weights do not depend on the task's architecture,
+so one meta-network optimizes any model.
+
+- `PerParameterMLP` (Metz et al. 2022, small_fc_lopt): one MLP applied to each scalar
+  parameter's feature vector independently.
+- `DeepSetMLP`: each layer adds, to every element, a linear map of the mean of its
+  tensor's hidden features (a Deep Set per tensor; Zaheer et al. 2017).
+- `GroupContextMLP`: a Deep Set over the spec's permutation groups. Each layer adds
+  to the tensor context, for every permuted factor of an entry, the hidden features
+  pooled over the group's units (mean over the other factors, then over every member
+  of the group in every entry), broadcast back along that factor. Units of the same
+  group in different tensors (a neuron's incoming row and outgoing column) therefore
+  share information, and the map commutes with the spec's permutations.
+"""
+from __future__ import annotations
+
+from math import prod, sqrt
+
+import torch
+from torch import nn
+
+from ..errors import SpecError
+from ..spec import WeightSpec
+
+Features = dict[str, torch.Tensor]
+
+
+def _check_channels(x: Features, channels: int, where: str) -> None:
+    for key, t in x.items():
+        if t.dim() < 2 or t.shape[1] != channels:
+            raise SpecError(f"{where}: features of {key!r} must be (B, {channels}, *shape), got {tuple(t.shape)}")
+
+
+def _pointwise(layer: nn.Linear, t: torch.Tensor) -> torch.Tensor:
+    """Apply `layer` to the channel dim 1 of (B, C, *shape)."""
+    return layer(t.movedim(1, -1)).movedim(-1, 1)
+
+
+def _flat(x: Features) -> tuple[torch.Tensor, list[str], list[torch.Size]]:
+    """Concatenate entries into (B, N, C) rows, one per scalar parameter."""
+    keys = list(x)
+    shapes = [x[k].shape for k in keys]
+    rows = torch.cat([x[k].flatten(2).transpose(1, 2) for k in keys], dim=1)
+    return rows, keys, shapes
+
+
+def _unflat(rows: torch.Tensor, keys: list[str], shapes: list[torch.Size]) -> Features:
+    sizes = [prod(s[2:]) for s in shapes]
+    parts = torch.split(rows, sizes, dim=1)
+    return {k: p.transpose(1, 2).reshape(s[0], rows.shape[-1], *s[2:]) for k, p, s in zip(keys, parts, shapes)}
+
+
+class MetaNet(nn.Module):
+    """Base class: per-entry features in, per-entry outputs out (see the module docstring)."""
+
+    kind = "base"
+
+    def __init__(self, in_channels: int, hidden: int, layers: int, out_channels: int):
+        super().__init__()
+        if min(in_channels, hidden, layers, out_channels) < 1:
+            raise SpecError(
+                f"{type(self).__name__}: channels and layers must be positive, got in={in_channels}, "
+                f"hidden={hidden}, layers={layers}, out={out_channels}"
+            )
+        self.in_channels, self.hidden, self.layers, self.out_channels = in_channels, hidden, layers, out_channels
+
+    def config(self) -> dict:
+        """Constructor arguments, JSON-serializable (saved beside the weights)."""
+        return {
+            "in_channels": self.in_channels,
+            "hidden": self.hidden,
+            "layers": self.layers,
+            "out_channels": self.out_channels,
+        }
+
+    def reset_head(self, head: nn.Linear, scale: float = 1e-3) -> None:
+        """Start the output near zero, so the optimizer starts as its nominal term."""
+        with torch.no_grad():
+            head.weight.normal_(0.0, scale / sqrt(head.in_features))
+            head.bias.zero_()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.in_channels} -> {self.hidden} x {self.layers} -> "
+            f"{self.out_channels})"
+        )
+
+
+class PerParameterMLP(MetaNet):
+    """An MLP on each scalar parameter's features, shared by all parameters.
+
+    Shapes: input `key -> (B, C, *shape)`; output `key -> (B, out_channels, *shape)`.
+    """
+
+    kind = "mlp"
+
+    def __init__(self, in_channels: int, hidden: int = 32, layers: int = 2, out_channels: int = 1):
+        super().__init__(in_channels, hidden, layers, out_channels)
+        widths = [in_channels] + [hidden] * layers
+        self.body = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.head = nn.Linear(hidden, out_channels)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for layer in self.body:
+            layer.reset_parameters()
+        self.reset_head(self.head)
+
+    def forward(self, x: Features, spec: WeightSpec | None = None) -> Features:
+        _check_channels(x, self.in_channels, type(self).__name__)
+        rows, keys, shapes = _flat(x)
+        for layer in self.body:
+            rows = torch.relu(layer(rows))
+        return _unflat(self.head(rows), keys, shapes)
+
+
+class DeepSetMLP(MetaNet):
+    """Per-parameter MLP whose every layer also reads its tensor's mean hidden features.
+
+    Shapes: as `PerParameterMLP`.
+    """
+
+    kind = "deepset"
+
+    def __init__(self, in_channels: int, hidden: int = 32, layers: int = 2, out_channels: int = 1):
+        super().__init__(in_channels, hidden, layers, out_channels)
+        widths = [in_channels] + [hidden] * layers
+        self.body = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.pooled = nn.ModuleList(nn.Linear(a, b, bias=False) for a, b in zip(widths[:-1], widths[1:]))
+        self.head = nn.Linear(hidden, out_channels)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for layer in (*self.body, *self.pooled):
+            layer.reset_parameters()
+        self.reset_head(self.head)
+
+    def forward(self, x: Features, spec: WeightSpec | None = None) -> Features:
+        _check_channels(x, self.in_channels, type(self).__name__)
+        h = dict(x)
+        for layer, pool in zip(self.body, self.pooled):
+            h = {
+                k: torch.relu(
+                    _pointwise(layer, t)
+                    + pool(t.flatten(2).mean(-1)).reshape(t.shape[0], -1, *([1] * (t.dim() - 2)))
+                )
+                for k, t in h.items()
+            }
+        return {k: _pointwise(self.head, t) for k, t in h.items()}
+
+
+class _GroupPlan:
+    """Per entry: its factored shape and the (factor dim, group) of each permuted factor."""
+
+    def __init__(self, spec: WeightSpec, keys: list[str]):
+        missing = [k for k in keys if k not in spec.entries]
+        if missing:
+            raise SpecError(f"GroupContextMLP: features of {missing[:4]} have no entry in the spec")
+        self.factored = {k: spec.entries[k].factored_shape for k in keys}
+        self.members: dict[str, list[tuple[int, str]]] = {}
+        for k in keys:
+            factors = [f for axis in spec.entries[k].axes for f in axis]
+            self.members[k] = [(d, f.group) for d, f in enumerate(factors) if f.group is not None]
+
+
+class GroupContextMLP(MetaNet):
+    """Deep Set over the spec's groups: per-parameter MLP + tensor and group contexts.
+
+    Layer l maps hidden features h (B, H, *shape) of entry e to
+    relu(W h + U mean_e(h) + V mean_{factors j of e} broadcast_j(c_{g_j})), where
+    c_g (B, H, |g|) averages, over every member (entry, factor) of group g, h pooled
+    over the member entry's other factors. The spec is read at call time, so the
+    weights fit any architecture.
+
+    Shapes: as `PerParameterMLP`; `spec` must describe every key of the input.
+    """
+
+    kind = "groups"
+
+    def __init__(self, in_channels: int, hidden: int = 32, layers: int = 2, out_channels: int = 1):
+        super().__init__(in_channels, hidden, layers, out_channels)
+        widths = [in_channels] + [hidden] * layers
+        pairs = list(zip(widths[:-1], widths[1:]))
+        self.body = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)
+        self.pooled = nn.ModuleList(nn.Linear(a, b, bias=False) for a, b in pairs)
+        self.grouped = nn.ModuleList(nn.Linear(a, b, bias=False) for a, b in pairs)
+        self.head = nn.Linear(hidden, out_channels)
+        self._plans: dict[int, tuple[WeightSpec, tuple[str, ...], _GroupPlan]] = {}
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for layer in (*self.body, *self.pooled, *self.grouped):
+            layer.reset_parameters()
+        self.reset_head(self.head)
+
+    def _plan(self, spec: WeightSpec, keys: list[str]) -> _GroupPlan:
+        cached = self._plans.get(id(spec))
+        if cached is None or cached[1] != tuple(keys):
+            cached = (spec, tuple(keys), _GroupPlan(spec, keys))
+            self._plans[id(spec)] = cached
+        return cached[2]
+
+    @staticmethod
+    def _group_means(h: Features, plan: _GroupPlan) -> dict[str, torch.Tensor]:
+        """c_g (B, H, |g|): mean over members of h pooled to the member's factor."""
+        sums: dict[str, torch.Tensor] = {}
+        counts: dict[str, int] = {}
+        for k, t in h.items():
+            if not plan.members[k]:
+                continue
+            view = t.reshape(*t.shape[:2], *plan.factored[k])
+            nf = len(plan.factored[k])
+            for d, g in plan.members[k]:
+                others = tuple(2 + i for i in range(nf) if i != d)
+                v = view.mean(dim=others) if others else view
+                sums[g] = v if g not in sums else sums[g] + v
+                counts[g] = counts.get(g, 0) + 1
+        return {g: s / counts[g] for g, s in sums.items()}
+
+    def forward(self, x: Features, spec: WeightSpec | None = None) -> Features:
+        if spec is None:
+            raise SpecError("GroupContextMLP needs the task model's spec (pass spec=...)")
+        _check_channels(x, self.in_channels, type(self).__name__)
+        plan = self._plan(spec, list(x))
+        h = dict(x)
+        for layer, pool, group in zip(self.body, self.pooled, self.grouped):
+            ctx = {g: group(c.transpose(1, 2)).transpose(1, 2) for g, c in self._group_means(h, plan).items()}
+            out = {}
+            for k, t in h.items():
+                b, shape, factored = t.shape[0], t.shape[2:], plan.factored[k]
+                y = _pointwise(layer, t) + pool(t.flatten(2).mean(-1)).reshape(b, -1, *([1] * len(shape)))
+                members = plan.members[k]
+                if members:
+                    y = y.reshape(b, -1, *factored)
+                    nf = len(factored)
+                    extra = 0
+                    for d, g in members:
+                        view = [1] * nf
+                        view[d] = factored[d]
+                        extra = extra + ctx[g].reshape(b, -1, *view)
+                    y = (y + extra / len(members)).reshape(b, -1, *shape)
+                out[k] = torch.relu(y)
+            h = out
+        return {k: _pointwise(self.head, t) for k, t in h.items()}

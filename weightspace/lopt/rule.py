@@ -1,0 +1,160 @@
+"""`LearnedRule`: the learned update, a pure function of parameters, gradients and state.
+
+Zhou, Finn & Harrison, *Universal Neural Functionals* (2024), §4.2, after Harrison
+et al. (2022): the update of every parameter is
+
+    p <- p - lr · α · (nominal + β · f(features)),
+
+where `nominal` is a hand-designed term (SGD momentum, or Adam's direction), f is a
+meta-network over the per-parameter features, and the scalars α, β are learned
+(stored as logs, so they stay positive). f starts near zero, so an untrained rule
+is its nominal optimizer. The rule is an `nn.Module` whose forward is pure and
+differentiable: the `torch.optim` wrapper calls it under no_grad, meta-training
+backpropagates through it.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from ..errors import SpecError
+from ..spec import WeightSpec
+from .features import FeatureConfig, State, corrected_momentum, corrected_rms, features, update_state
+from .nets import DeepSetMLP, GroupContextMLP, MetaNet, PerParameterMLP
+
+NOMINALS = ("sgdm", "adam")
+NET_KINDS = ("mlp", "deepset", "groups", "unf")
+
+
+def make_net(kind: str, in_channels: int, spec: WeightSpec | None = None, **kwargs) -> MetaNet:
+    """A meta-network by name: "mlp", "deepset", "groups" (any spec) or "unf" (needs `spec`)."""
+    if kind == "mlp":
+        return PerParameterMLP(in_channels, **kwargs)
+    if kind == "deepset":
+        return DeepSetMLP(in_channels, **kwargs)
+    if kind == "groups":
+        return GroupContextMLP(in_channels, **kwargs)
+    if kind == "unf":
+        if spec is None:
+            raise SpecError("a 'unf' meta-network is built over a task spec: pass spec=...")
+        from .unf_net import UNFMetaNet
+
+        return UNFMetaNet(spec, in_channels, **kwargs)
+    raise SpecError(f"unknown meta-network kind {kind!r}; expected one of {NET_KINDS}")
+
+
+class LearnedRule(nn.Module):
+    """Learned update rule: nominal term + β · meta-network output, scaled by α.
+
+    Args:
+        net: the meta-network (its in_channels must equal `features.num_features`,
+            its out_channels 1).
+        features: accumulators and features (`FeatureConfig`).
+        nominal: "sgdm" (the momentum of decay `nominal_decay`, as in UNF) or "adam"
+            (bias-corrected momentum over sqrt of the bias-corrected RMS).
+        nominal_decay: which of `features.momentum_decays` the nominal term uses.
+        alpha, beta: initial values of the learned scalars.
+    """
+
+    def __init__(
+        self,
+        net: MetaNet,
+        features: FeatureConfig | None = None,
+        *,
+        nominal: str = "sgdm",
+        nominal_decay: float = 0.9,
+        alpha: float = 0.3,
+        beta: float = 0.03,
+    ):
+        super().__init__()
+        self.features = features or FeatureConfig()
+        if nominal not in NOMINALS:
+            raise SpecError(f"unknown nominal term {nominal!r}; expected one of {NOMINALS}")
+        if nominal_decay not in self.features.momentum_decays:
+            raise SpecError(f"nominal_decay {nominal_decay} is not one of {self.features.momentum_decays}")
+        if net.in_channels != self.features.num_features or net.out_channels != 1:
+            raise SpecError(
+                f"meta-network takes {net.in_channels} -> {net.out_channels} channels; the rule needs "
+                f"{self.features.num_features} -> 1"
+            )
+        if alpha <= 0 or beta <= 0:
+            raise SpecError(f"alpha and beta must be positive, got {alpha}, {beta}")
+        self.net = net
+        self.nominal = nominal
+        self.nominal_index = self.features.momentum_decays.index(nominal_decay)
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(alpha)))
+        self.log_beta = nn.Parameter(torch.tensor(math.log(beta)))
+
+    @property
+    def alpha(self) -> float:
+        return float(self.log_alpha.detach().exp())
+
+    @property
+    def beta(self) -> float:
+        return float(self.log_beta.detach().exp())
+
+    def nominal_term(self, state: State) -> torch.Tensor:
+        if self.nominal == "sgdm":
+            return state["momenta"][self.nominal_index]
+        m = corrected_momentum(state, self.features, self.nominal_index)
+        return m / (corrected_rms(state, self.features).sqrt() + self.features.eps)
+
+    def forward(
+        self,
+        params: Mapping[str, torch.Tensor],
+        grads: Mapping[str, torch.Tensor],
+        states: Mapping[str, State],
+        spec: WeightSpec | None = None,
+        lr: float | torch.Tensor = 1.0,
+    ) -> tuple[dict[str, torch.Tensor], dict[str, State]]:
+        """New parameters and states after one step (inputs are not modified).
+
+        Args:
+            params, grads, states: per key; `states` from `init_state`/earlier steps.
+            spec: the task model's spec restricted to these keys (`prepare_spec`),
+                for meta-networks that read it.
+            lr: multiplies the whole update (what LR schedulers change).
+        """
+        if params.keys() != grads.keys() or params.keys() != states.keys():
+            raise SpecError("LearnedRule: params, grads and states must have the same keys")
+        new_states = {k: update_state(states[k], grads[k], self.features) for k in params}
+        feats = {
+            k: features(params[k], grads[k], new_states[k], self.features).unsqueeze(0) for k in params
+        }
+        out = self.net(feats, spec)
+        alpha, beta = self.log_alpha.exp(), self.log_beta.exp()
+        new_params = {
+            k: params[k] - lr * alpha * (self.nominal_term(new_states[k]) + beta * out[k][0, 0]) for k in params
+        }
+        return new_params, new_states
+
+    def config(self) -> dict:
+        """Everything needed to rebuild the rule (saved beside its weights)."""
+        return {
+            "net": {"kind": self.net.kind, **self.net.config()},
+            "features": self.features.to_dict(),
+            "nominal": self.nominal,
+            "nominal_decay": self.features.momentum_decays[self.nominal_index],
+        }
+
+    @classmethod
+    def build(
+        cls,
+        kind: str,
+        spec: WeightSpec | None = None,
+        features: FeatureConfig | None = None,
+        *,
+        hidden: int = 32,
+        layers: int = 2,
+        **rule_kwargs,
+    ) -> "LearnedRule":
+        """A fresh rule with a meta-network of `kind` (see `make_net`)."""
+        features = features or FeatureConfig()
+        net = make_net(kind, features.num_features, spec, hidden=hidden, layers=layers)
+        return cls(net, features, **rule_kwargs)
+
+    def __repr__(self) -> str:
+        return f"LearnedRule({self.net!r}, nominal={self.nominal}, alpha={self.alpha:.3g}, beta={self.beta:.3g})"
