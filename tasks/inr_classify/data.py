@@ -35,6 +35,19 @@ class InrSplits:
     dataset: str
     recipe: str
     siren: SirenConfig
+    grid: tuple[int, ...] = ()
+
+    @property
+    def pixels(self) -> int:
+        return self.renders["train"].weights["pixels"].shape[1]
+
+    @property
+    def standardize(self) -> "Standardize":
+        return Standardize.fit(self.splits["train"])
+
+    def context(self) -> "InrContext":
+        """What a trained model needs later, without the data."""
+        return InrContext(self.spec, self.num_classes, self.siren, self.grid, self.standardize)
 
     @classmethod
     def load(cls, root: Path) -> "InrSplits":
@@ -43,7 +56,8 @@ class InrSplits:
         labels = torch.as_tensor(z.column("networks", "label"))
         cfg = SirenConfig.from_dict(z.manifest["architecture"])
         source = z.manifest["dataset"]["source"]
-        coords = load_dataset(source, z.manifest["recipe"].get("upsample")).coords()
+        signals = load_dataset(source, z.manifest["recipe"].get("upsample"))
+        coords = signals.coords()
         splits, renders = {}, {}
         for name in SPLITS:
             idx = z.indices(name)
@@ -51,7 +65,8 @@ class InrSplits:
             weights = {k: w[k].float() for k in spec.entries}
             splits[name] = WeightData(weights, labels[idx])
             renders[name] = WeightData({"pixels": evaluate(cfg, weights, coords).float()}, labels[idx])
-        return cls(spec, splits, renders, int(labels.max()) + 1, source, z.manifest["recipe"].get("init", "?"), cfg)
+        return cls(spec, splits, renders, int(labels.max()) + 1, source, z.manifest["recipe"].get("init", "?"), cfg,
+                   tuple(signals.grid))
 
 
 @dataclass
@@ -72,3 +87,38 @@ class Standardize:
 
     def __call__(self, w: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {k: ((v - self.mean[k]) / self.std[k]).unsqueeze(1) for k, v in w.items()}
+
+
+def grid_coords(grid: tuple[int, ...]) -> torch.Tensor:
+    """(P, d) coordinates in [-1, 1] of a grid, row-major (as the zoo's datasets)."""
+    mesh = torch.meshgrid(*[torch.linspace(-1, 1, n) for n in grid], indexing="ij")
+    return torch.stack([m.reshape(-1) for m in mesh], dim=-1)
+
+
+@dataclass
+class InrContext:
+    """What rebuilds and feeds a trained INR classifier: spec, classes, SIREN
+    architecture, render grid, and the input standardization; JSON-able."""
+
+    spec: WeightSpec
+    num_classes: int
+    siren: SirenConfig
+    grid: tuple[int, ...]
+    standardize: Standardize
+
+    @property
+    def pixels(self) -> int:
+        return int(torch.tensor(self.grid).prod())
+
+    def render(self, weights: dict[str, torch.Tensor]) -> torch.Tensor:
+        return evaluate(self.siren, weights, grid_coords(self.grid)).float()
+
+    def to_config(self) -> dict:
+        return {"spec": self.spec.to_dict(), "num_classes": self.num_classes, "siren": self.siren.to_dict(),
+                "grid": list(self.grid), "standardize": {"mean": self.standardize.mean, "std": self.standardize.std}}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "InrContext":
+        st = config["standardize"]
+        return cls(WeightSpec.from_dict(config["spec"]), int(config["num_classes"]), SirenConfig.from_dict(config["siren"]),
+                   tuple(config["grid"]), Standardize(dict(st["mean"]), dict(st["std"])))

@@ -1,5 +1,7 @@
 """The models the INR comparison can train, by name: what each reads, how it is
-built from the zoo, and how a batch of weights becomes its input."""
+built, and how a batch of weights becomes its input. Builders and `prepare` take an
+`InrSplits` while training and an `InrContext` when a saved model is rebuilt: both
+carry spec, num_classes, siren, pixels and standardize."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,7 +12,7 @@ from torch import nn
 from weightspace.nn import FlatMLP, FourierFeatures, InvariantClassifier, StatMLP
 from weightspace.nn.models import mlp
 
-from .data import InrSplits, Standardize
+from .data import InrSplits
 
 
 @dataclass(frozen=True)
@@ -21,7 +23,7 @@ class Choice:
     name: str
     reads: str
     build: Callable[[InrSplits], nn.Module]
-    prepare: Callable[[InrSplits], Callable] = lambda data: Standardize.fit(data.splits["train"])
+    prepare: Callable[[InrSplits], Callable] = lambda data: data.standardize
     lr: float = 1e-3
     epochs: int = 40
     augment: str = "none"
@@ -82,8 +84,7 @@ CHOICES = {c.name: c for c in [
     Choice("nfn_hnp_ff", "weights", lambda d: fourier_classifier(d, "hnp"), lr=3e-3),
     Choice("unf_ff", "weights", lambda d: fourier_classifier(d, "unf"), lr=3e-3),
     Choice("gmn_probe", "weights", gmn_probe, prepare=graph_batches, lr=3e-3, epochs=10),
-    Choice("recon_mlp", "pixels", lambda d: PixelMLP(d.renders["train"].weights["pixels"].shape[1], d.num_classes),
-           prepare=_pixels),
+    Choice("recon_mlp", "pixels", lambda d: PixelMLP(d.pixels, d.num_classes), prepare=_pixels),
 ]}
 
 DEFAULT = ("flat_mlp", "stats", "nfn_hnp_ff", "recon_mlp")

@@ -10,6 +10,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from tasks.metanet_io import save_metanet
 from tasks.training import FitConfig, fit
 from weightspace import augment as A
 from weightspace.io.save import write_atomic
@@ -48,7 +49,12 @@ def train_one(choice: Choice, data: InrSplits, seed: int, settings: Settings) ->
                  test=splits["test"], desc=f"{choice.name} seed {seed}")
     return {"test_acc": result.test, "val_acc": result.best_val, "best_epoch": result.best_epoch,
             "seconds": result.seconds, "params": sum(p.numel() for p in model.parameters()),
-            "val_curve": result.curves["val"], "loss_curve": result.curves["train_loss"]}
+            "val_curve": result.curves["val"], "loss_curve": result.curves["train_loss"], "model": model}
+
+
+def save_model(path: Path, name: str, model, data: InrSplits) -> Path:
+    """The trained model with the config `weightspace predict` rebuilds it from."""
+    return save_metanet(path, model, {"task": "inr-classify", "model": name, **data.context().to_config()})
 
 
 def compare(data: InrSplits, names: list[str], settings: Settings, out: Path, console: Console | None = None) -> dict:
@@ -61,6 +67,8 @@ def compare(data: InrSplits, names: list[str], settings: Settings, out: Path, co
     models = {}
     for name in names:
         runs = [train_one(CHOICES[name], data, seed, settings) for seed in settings.seeds]
+        best = max(runs, key=lambda r: r["val_acc"])
+        save_model(out / "models" / f"{name}.safetensors", name, best["model"], data)
         accs = [r["test_acc"] for r in runs]
         models[name] = {
             "test_acc_mean": statistics.fmean(accs),
@@ -69,6 +77,8 @@ def compare(data: InrSplits, names: list[str], settings: Settings, out: Path, co
             "params": runs[0]["params"],
             "train_seconds_mean": statistics.fmean(r["seconds"] for r in runs),
             "seeds": list(settings.seeds),
+            "saved": {"path": str(out / "models" / f"{name}.safetensors"), "seed": settings.seeds[runs.index(best)],
+                      "test_acc": best["test_acc"]},
             "test_acc": accs,
             "curves": {"val": [r["val_curve"] for r in runs], "train_loss": [r["loss_curve"] for r in runs]},
         }

@@ -20,8 +20,12 @@ def tiny_zoo(tmp_path_factory):
 def _run(argv):
     import argparse
 
+    from tasks import predict_cli
+
     parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers(dest="command"))
+    sub = parser.add_subparsers(dest="command")
+    add_parser(sub)
+    predict_cli.add_parser(sub)
     args = parser.parse_args(argv)
     return args.run(args)
 
@@ -39,3 +43,31 @@ def test_inr_classify_end_to_end(tiny_zoo, tmp_path):
         assert m["params"] > 0
     assert results["models"]["recon_mlp"]["test_acc_mean"] > 0.5  # chance is 0.1
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_saved_models_classify_checkpoints_like_in_training(tiny_zoo, tmp_path, capsys):
+    """`weightspace predict` rebuilds each saved model from its config and reproduces its
+    test accuracy on INR checkpoint files."""
+    import torch
+
+    import weightspace as ws
+    from tasks.predict_cli import classify
+    from zoo import Zoo
+
+    out = tmp_path / "run"
+    _run(["run", "inr-classify", "--zoo", str(tiny_zoo), "--models", "stats", "recon_mlp", "--seeds", "0",
+          "--epochs", "3", "--out", str(out), "--quiet"])
+    results = json.loads((out / "results.json").read_text())
+    z = Zoo(tiny_zoo)
+    test = z.indices("test")
+    labels = torch.as_tensor(z.column("networks", "label"))[test]
+    inrs = [z.network(int(i)) for i in test]
+    for name, m in results["models"].items():
+        probs = classify(out / "models" / f"{name}.safetensors", inrs)
+        torch.testing.assert_close(probs.sum(1), torch.ones(len(test)))
+        acc = float((probs.argmax(1) == labels).float().mean())
+        assert acc == pytest.approx(m["saved"]["test_acc"], abs=1e-6), name
+    path = tmp_path / "one.safetensors"
+    ws.save(inrs[0], path)
+    assert _run(["predict", "--metanet", str(out / "models" / "recon_mlp.safetensors"), str(path)]) == 0
+    assert "one.safetensors:" in capsys.readouterr().out

@@ -1,0 +1,52 @@
+"""`weightspace predict --metanet clf.safetensors INR...`: classify INR checkpoints with
+a trained metanetwork (saved by `weightspace run inr-classify` under OUT/models/)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("predict", help="classify INR checkpoints with a trained metanetwork")
+    p.add_argument("--metanet", type=Path, required=True, help="a saved classifier (.safetensors with its .json)")
+    p.add_argument("inrs", type=Path, nargs="+", help="INR checkpoints (any format weightspace.load reads)")
+    p.add_argument("--top", type=int, default=3, help="classes shown per INR")
+    p.set_defaults(run=run)
+
+
+def rebuild(config: dict):
+    """An INR classifier from its saved config."""
+    from .inr_classify.data import InrContext
+    from .inr_classify.models import CHOICES
+
+    return CHOICES[config["model"]].build(InrContext.from_config(config))
+
+
+def classify(metanet: Path, inrs: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+    """Class probabilities (N, classes) for INR state dicts."""
+    from .inr_classify.data import InrContext
+    from .inr_classify.models import CHOICES
+    from .metanet_io import load_metanet
+
+    model, config = load_metanet(metanet, {"inr-classify": rebuild})
+    context = InrContext.from_config(config)
+    choice = CHOICES[config["model"]]
+    for i, sd in enumerate(inrs):
+        context.spec.check({k: v for k, v in sd.items() if k in context.spec.entries}, where=f"INR #{i}")
+    weights = {k: torch.stack([sd[k].float() for sd in inrs]) for k in context.spec.entries}
+    x = {"pixels": context.render(weights)} if choice.reads == "pixels" else weights
+    with torch.no_grad():
+        return torch.softmax(model(choice.prepare(context)(x)), dim=-1)
+
+
+def run(args: argparse.Namespace) -> int:
+    import weightspace as ws
+
+    probs = classify(args.metanet, [ws.load(p) for p in args.inrs])
+    for path, p in zip(args.inrs, probs):
+        top = torch.topk(p, min(args.top, p.numel()))
+        shown = ", ".join(f"{int(c)} ({float(v):.2f})" for v, c in zip(top.values, top.indices))
+        print(f"{path}: {shown}")
+    return 0
