@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 
@@ -17,6 +18,8 @@ def add_parser(sub) -> None:
     inr.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     inr.add_argument("--epochs", type=int, default=None, help="override every model's epoch count")
     inr.add_argument("--out", type=Path, default=Path("runs/inr-classify"))
+    inr.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                     help="parallel training processes (one torch thread each)")
     inr.add_argument("--quiet", action="store_true")
     inr.set_defaults(run=run_inr_classify)
 
@@ -30,7 +33,7 @@ def run_inr_classify(args: argparse.Namespace) -> int:
 
     root = ensure_zoo(args.zoo or args.out / "zoo", args.dataset, InrRecipe(init=args.init), progress=not args.quiet)
     data = InrSplits.load(root)
-    settings = Settings(seeds=tuple(args.seeds), epochs=args.epochs, progress=not args.quiet)
+    settings = Settings(seeds=tuple(args.seeds), epochs=args.epochs, progress=not args.quiet, workers=args.workers)
     compare(data, list(args.models or DEFAULT), settings, args.out)
     print(f"results written to {args.out / 'results.json'} and {args.out / 'curves.png'}")
     return 0

@@ -28,6 +28,7 @@ class Settings:
     batch_size: int = 64
     weight_decay: float = 1e-4
     progress: bool = True
+    workers: int = 1
 
 
 def _augment(choice: Choice, data: InrSplits):
@@ -37,8 +38,10 @@ def _augment(choice: Choice, data: InrSplits):
     return lambda w, g: recipe(w, g)
 
 
-def train_one(choice: Choice, data: InrSplits, seed: int, settings: Settings) -> dict:
-    """One model, one seed: test accuracy of the best-validation epoch, and its curves."""
+def train_one(name: str, data: InrSplits, seed: int, settings: Settings) -> dict:
+    """One model, one seed: test accuracy of the best-validation epoch, its curves and
+    the selected weights (a state dict, so that worker processes can return it)."""
+    choice = CHOICES[name]
     splits = data.renders if choice.reads == "pixels" else data.splits
     prepare = choice.prepare(data)
     torch.manual_seed(seed)
@@ -49,7 +52,32 @@ def train_one(choice: Choice, data: InrSplits, seed: int, settings: Settings) ->
                  test=splits["test"], desc=f"{choice.name} seed {seed}")
     return {"test_acc": result.test, "val_acc": result.best_val, "best_epoch": result.best_epoch,
             "seconds": result.seconds, "params": sum(p.numel() for p in model.parameters()),
-            "val_curve": result.curves["val"], "loss_curve": result.curves["train_loss"], "model": model}
+            "val_curve": result.curves["val"], "loss_curve": result.curves["train_loss"], "state": result.best_state}
+
+
+def _in_worker(args) -> dict:
+    torch.set_num_threads(1)
+    return train_one(*args)
+
+
+def run_all(names: list[str], data: InrSplits, settings: Settings) -> dict[str, list[dict]]:
+    """Every (model, seed) run; with workers > 1 they run in parallel processes, one
+    torch thread each (on a 2-core machine that beats threading the small ops)."""
+    jobs = [(name, data, seed, settings) for name in names for seed in settings.seeds]
+    if settings.workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        quiet = Settings(**{**settings.__dict__, "progress": False})
+        jobs = [(n, d, s, quiet) for n, d, s, _ in jobs]
+        with ProcessPoolExecutor(settings.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(pool.map(_in_worker, jobs))
+    else:
+        results = [train_one(*job) for job in jobs]
+    out: dict[str, list[dict]] = {name: [] for name in names}
+    for (name, *_), r in zip(jobs, results):
+        out[name].append(r)
+    return out
 
 
 def save_model(path: Path, name: str, model, data: InrSplits) -> Path:
@@ -65,10 +93,13 @@ def compare(data: InrSplits, names: list[str], settings: Settings, out: Path, co
         raise ValueError(f"unknown models {unknown}; choose from {sorted(CHOICES)}")
     out.mkdir(parents=True, exist_ok=True)
     models = {}
+    all_runs = run_all(names, data, settings)
     for name in names:
-        runs = [train_one(CHOICES[name], data, seed, settings) for seed in settings.seeds]
+        runs = all_runs[name]
         best = max(runs, key=lambda r: r["val_acc"])
-        save_model(out / "models" / f"{name}.safetensors", name, best["model"], data)
+        model = CHOICES[name].build(data)
+        model.load_state_dict(best["state"])
+        save_model(out / "models" / f"{name}.safetensors", name, model, data)
         accs = [r["test_acc"] for r in runs]
         models[name] = {
             "test_acc_mean": statistics.fmean(accs),

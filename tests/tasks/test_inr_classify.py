@@ -33,7 +33,7 @@ def _run(argv):
 def test_inr_classify_end_to_end(tiny_zoo, tmp_path):
     out = tmp_path / "run"
     assert _run(["run", "inr-classify", "--zoo", str(tiny_zoo), "--models", "stats", "recon_mlp", "--seeds", "0", "1",
-                 "--epochs", "8", "--out", str(out), "--quiet"]) == 0
+                 "--epochs", "8", "--out", str(out), "--quiet", "--workers", "2"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["dataset"] == "digits" and results["num_classes"] == 10
     assert set(results["models"]) == {"stats", "recon_mlp"}
@@ -56,7 +56,7 @@ def test_saved_models_classify_checkpoints_like_in_training(tiny_zoo, tmp_path, 
 
     out = tmp_path / "run"
     _run(["run", "inr-classify", "--zoo", str(tiny_zoo), "--models", "stats", "recon_mlp", "--seeds", "0",
-          "--epochs", "3", "--out", str(out), "--quiet"])
+          "--epochs", "3", "--out", str(out), "--quiet", "--workers", "1"])
     results = json.loads((out / "results.json").read_text())
     z = Zoo(tiny_zoo)
     test = z.indices("test")
