@@ -10,7 +10,7 @@ from weightspace.errors import CheckpointError, SpecError
 from weightspace.lopt import LearnedOptimizer, LearnedRule, init_state, load_rule, save_rule
 from weightspace.testing import assert_equivariant, assert_negative_control, random_cnn_spec, random_mlp_spec
 
-KINDS = ("mlp", "deepset", "groups", "unf")
+KINDS = ("mlp", "deepset", "groups", "unf", "graph")
 
 
 def _mlp(seed: int = 0) -> nn.Module:
@@ -50,7 +50,7 @@ def test_rule_step_commutes_with_spec_permutations(kind, make_spec):
     assert_equivariant(_rule_fn(rule, spec), spec, n_trials=2, rtol=1e-9, atol=1e-10)
 
 
-@pytest.mark.parametrize("kind", ["groups", "unf"])
+@pytest.mark.parametrize("kind", ["groups", "unf", "graph"])
 def test_spec_aware_rules_read_across_entries(kind):
     """Negative control: permuting one axis of one entry alone must break commutation,
     which a rule that treats every tensor on its own would pass."""
@@ -81,7 +81,7 @@ def _train(model, opt, steps: int, seed: int) -> list[float]:
     return losses
 
 
-@pytest.mark.parametrize("kind", ["groups", "unf"])
+@pytest.mark.parametrize("kind", ["groups", "unf", "graph"])
 def test_training_a_permuted_model_gives_the_permuted_trajectory(kind):
     model = _mlp().double()
     spec = ws.parse(model, (torch.randn(2, 6, dtype=torch.float64),))

@@ -3,15 +3,18 @@
     import weightspace as ws
     from weightspace.lopt import LearnedOptimizer, LearnedRule, load_rule, save_rule
     spec = ws.parse(model, (x,))
-    rule = LearnedRule.build("groups")            # or "mlp", "deepset", "unf" (spec=spec)
+    rule = LearnedRule.build("groups")            # or "mlp", "deepset", "graph", "unf" (spec=spec)
     opt = LearnedOptimizer(model.named_parameters(), rule, spec=spec)
 
 The update is `lr · α · (nominal + β · f(features))` (UNF §4.2), with f one of:
 `PerParameterMLP` (Metz et al.), `DeepSetMLP` (per-tensor pooled context),
 `GroupContextMLP` (Deep Set over the spec's groups; spec-equivariant, any
-architecture) and `UNFMetaNet` (UNF equivariant layers over one architecture).
+architecture), `GraphMetaNet` (message passing over the parameter graph with the
+graph metanetwork's per-edge head; any architecture; needs torch_geometric) and
+`UNFMetaNet` (UNF equivariant layers over one architecture).
 Meta-training lives in `tasks/lopt`.
 """
+from .errors import LoptError
 from .features import FeatureConfig, features, init_state, update_state
 from .nets import DeepSetMLP, GroupContextMLP, MetaNet, PerParameterMLP
 from .optimizer import LearnedOptimizer
@@ -24,9 +27,11 @@ __all__ = [
     "NOMINALS",
     "DeepSetMLP",
     "FeatureConfig",
+    "GraphMetaNet",
     "GroupContextMLP",
     "LearnedOptimizer",
     "LearnedRule",
+    "LoptError",
     "MetaNet",
     "PerParameterMLP",
     "UNFMetaNet",
@@ -40,3 +45,12 @@ __all__ = [
     "save_rule",
     "update_state",
 ]
+
+
+def __getattr__(name: str):
+    """`GraphMetaNet` is imported on first use: it needs torch_geometric (the graph extra)."""
+    if name == "GraphMetaNet":
+        from .graph_net import GraphMetaNet
+
+        return GraphMetaNet
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

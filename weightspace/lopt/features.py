@@ -45,6 +45,11 @@ class FeatureConfig:
             raise ValueError(f"time scales must be positive, got {self.time_scales}")
 
     @property
+    def num_raw(self) -> int:
+        """Channels R of `raw_features` (every channel but time)."""
+        return 4 + 2 * len(self.momentum_decays)
+
+    @property
     def num_features(self) -> int:
         """Channels C of `features`: p, g, momenta, rms, g/rms, momenta/rms, time."""
         m = len(self.momentum_decays)
@@ -94,19 +99,15 @@ def corrected_momentum(state: State, config: FeatureConfig, index: int) -> torch
     return state["momenta"][index] / correction
 
 
-def _normalize(x: torch.Tensor, eps: float) -> torch.Tensor:
-    """Divide each channel of (C, *shape) by its root mean square over the tensor."""
-    if x.dim() == 1:
-        return x * torch.rsqrt(x * x + eps)
-    dims = tuple(range(1, x.dim()))
-    return x * torch.rsqrt((x * x).mean(dim=dims, keepdim=True) + eps)
+def raw_features(
+    param: torch.Tensor, grad: torch.Tensor, state: State, config: FeatureConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The unnormalized channels, their normalizers and the time encoding of one tensor.
 
-
-def features(param: torch.Tensor, grad: torch.Tensor, state: State, config: FeatureConfig) -> torch.Tensor:
-    """Per-parameter features (C, *param.shape) from the accumulators after `update_state`.
-
-    Channels: parameter, gradient, momenta, sqrt(rms), g/sqrt(rms), momenta/sqrt(rms)
-    (each normalized by its RMS over the tensor), then tanh(step / s) per time scale.
+    Returns (raw (R, *param.shape), inv_rms (R,), time (T,)): `features` is
+    `cat([raw * inv_rms, time broadcast])`. Meta-networks that fold `inv_rms` and
+    `time` into their first layer (`PerParameterMLP.forward_fused`) read these and
+    never build the full (C, *shape) feature tensor.
     """
     eps = config.eps
     rsqrt = torch.rsqrt(corrected_rms(state, config) + eps)
@@ -121,6 +122,18 @@ def features(param: torch.Tensor, grad: torch.Tensor, state: State, config: Feat
             momenta * rsqrt.unsqueeze(0),
         ]
     )
+    flat = raw.reshape(raw.shape[0], -1)
+    square = torch.linalg.vector_norm(flat, dim=1).square() / flat.shape[1]
     scales = torch.tensor(config.time_scales, dtype=param.dtype, device=param.device)
-    time = torch.tanh(state["step"] / scales).reshape(-1, *([1] * param.dim())).expand(-1, *param.shape)
-    return torch.cat([_normalize(raw, eps), time])
+    return raw, torch.rsqrt(square + eps), torch.tanh(state["step"] / scales)
+
+
+def features(param: torch.Tensor, grad: torch.Tensor, state: State, config: FeatureConfig) -> torch.Tensor:
+    """Per-parameter features (C, *param.shape) from the accumulators after `update_state`.
+
+    Channels: parameter, gradient, momenta, sqrt(rms), g/sqrt(rms), momenta/sqrt(rms)
+    (each normalized by its RMS over the tensor), then tanh(step / s) per time scale.
+    """
+    raw, inv_rms, time = raw_features(param, grad, state, config)
+    view = (-1,) + (1,) * param.dim()
+    return torch.cat([raw * inv_rms.reshape(view), time.reshape(view).expand(-1, *param.shape)])

@@ -40,11 +40,29 @@ def _pointwise(layer: nn.Linear, t: torch.Tensor) -> torch.Tensor:
     return layer(t.movedim(1, -1)).movedim(-1, 1)
 
 
+def _folded_first_layer(layer: nn.Linear, raw: torch.Tensor, inv_rms: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
+    """`layer` on every element's cat([raw * inv_rms, time]) without building it: (out, N), channel-major.
+
+    The per-tensor normalizers scale the weight's columns and the (constant) time
+    channels fold into the bias, so the matmul reads the R raw channels only, in the
+    (R, N) layout they are built in (no transposes, no copies).
+    """
+    r = raw.shape[0]
+    weight = layer.weight[:, :r] * inv_rms
+    bias = layer.bias + layer.weight[:, r:] @ time
+    return torch.addmm(bias.unsqueeze(1), weight, raw.reshape(r, -1))
+
+
+def _channel_major(layer: nn.Linear, t: torch.Tensor) -> torch.Tensor:
+    """`layer` on the columns of (in, N): (out, N)."""
+    return torch.addmm(layer.bias.unsqueeze(1), layer.weight, t)
+
+
 def _flat(x: Features) -> tuple[torch.Tensor, list[str], list[torch.Size]]:
     """Concatenate entries into (B, N, C) rows, one per scalar parameter."""
     keys = list(x)
     shapes = [x[k].shape for k in keys]
-    rows = torch.cat([x[k].flatten(2).transpose(1, 2) for k in keys], dim=1)
+    rows = torch.cat([x[k].reshape(*x[k].shape[:2], -1).transpose(1, 2) for k in keys], dim=1)
     return rows, keys, shapes
 
 
@@ -55,7 +73,13 @@ def _unflat(rows: torch.Tensor, keys: list[str], shapes: list[torch.Size]) -> Fe
 
 
 class MetaNet(nn.Module):
-    """Base class: per-entry features in, per-entry outputs out (see the module docstring)."""
+    """Base class: per-entry features in, per-entry outputs out (see the module docstring).
+
+    A subclass may define `forward_fused(raw, inv_rms, time)` (the arguments per key, as
+    `features.raw_features` returns them; output key -> (*shape), one channel): the
+    same function as `forward` on one unbatched step, computed without materializing
+    the normalized (C, *shape) features. `LearnedRule` uses it when present.
+    """
 
     kind = "base"
 
@@ -117,6 +141,19 @@ class PerParameterMLP(MetaNet):
             rows = torch.relu(layer(rows))
         return _unflat(self.head(rows), keys, shapes)
 
+    def forward_fused(self, raw: Features, inv_rms: Features, time: Features) -> Features:
+        """`forward` of one unbatched step from `raw_features` (see `MetaNet`); output key -> (*shape)."""
+        if self.out_channels != 1:
+            raise SpecError(f"{type(self).__name__}.forward_fused writes one channel, the net has {self.out_channels}")
+        keys = list(raw)
+        first = [torch.relu_(_folded_first_layer(self.body[0], raw[k], inv_rms[k], time[k])) for k in keys]
+        cols = torch.cat(first, dim=1) if len(first) > 1 else first[0]
+        for layer in self.body[1:]:
+            cols = torch.relu_(_channel_major(layer, cols))
+        out = _channel_major(self.head, cols)[0]
+        parts = torch.split(out, [raw[k][0].numel() for k in keys])
+        return {k: p.reshape(raw[k].shape[1:]) for k, p in zip(keys, parts)}
+
 
 class DeepSetMLP(MetaNet):
     """Per-parameter MLP whose every layer also reads its tensor's mean hidden features.
@@ -146,11 +183,32 @@ class DeepSetMLP(MetaNet):
             h = {
                 k: torch.relu(
                     _pointwise(layer, t)
-                    + pool(t.flatten(2).mean(-1)).reshape(t.shape[0], -1, *([1] * (t.dim() - 2)))
+                    + pool(t.reshape(*t.shape[:2], -1).mean(-1)).reshape(t.shape[0], -1, *([1] * (t.dim() - 2)))
                 )
                 for k, t in h.items()
             }
         return {k: _pointwise(self.head, t) for k, t in h.items()}
+
+    def forward_fused(self, raw: Features, inv_rms: Features, time: Features) -> Features:
+        """`forward` of one unbatched step from `raw_features` (see `MetaNet`); output key -> (*shape)."""
+        if self.out_channels != 1:
+            raise SpecError(f"{type(self).__name__}.forward_fused writes one channel, the net has {self.out_channels}")
+        layer, pool = self.body[0], self.pooled[0]
+        h = {}
+        for k, r in raw.items():
+            shape = r.shape[1:]
+            mean = torch.cat([r.reshape(r.shape[0], -1).mean(1) * inv_rms[k], time[k]])
+            y = _folded_first_layer(layer, r, inv_rms[k], time[k]) + pool(mean).unsqueeze(1)
+            h[k] = torch.relu_(y).reshape(1, -1, *shape)
+        for layer, pool in zip(self.body[1:], self.pooled[1:]):
+            h = {
+                k: torch.relu(
+                    _pointwise(layer, t)
+                    + pool(t.reshape(*t.shape[:2], -1).mean(-1)).reshape(t.shape[0], -1, *([1] * (t.dim() - 2)))
+                )
+                for k, t in h.items()
+            }
+        return {k: _pointwise(self.head, t)[0, 0] for k, t in h.items()}
 
 
 class _GroupPlan:
@@ -232,7 +290,7 @@ class GroupContextMLP(MetaNet):
             out = {}
             for k, t in h.items():
                 b, shape, factored = t.shape[0], t.shape[2:], plan.factored[k]
-                y = _pointwise(layer, t) + pool(t.flatten(2).mean(-1)).reshape(b, -1, *([1] * len(shape)))
+                y = _pointwise(layer, t) + pool(t.reshape(*t.shape[:2], -1).mean(-1)).reshape(b, -1, *([1] * len(shape)))
                 members = plan.members[k]
                 if members:
                     y = y.reshape(b, -1, *factored)

@@ -22,21 +22,25 @@ from torch import nn
 
 from ..errors import SpecError
 from ..spec import WeightSpec
-from .features import FeatureConfig, State, corrected_momentum, corrected_rms, features, update_state
+from .features import FeatureConfig, State, corrected_momentum, corrected_rms, features, raw_features, update_state
 from .nets import DeepSetMLP, GroupContextMLP, MetaNet, PerParameterMLP
 
 NOMINALS = ("sgdm", "adam")
-NET_KINDS = ("mlp", "deepset", "groups", "unf")
+NET_KINDS = ("mlp", "deepset", "groups", "unf", "graph")
 
 
 def make_net(kind: str, in_channels: int, spec: WeightSpec | None = None, **kwargs) -> MetaNet:
-    """A meta-network by name: "mlp", "deepset", "groups" (any spec) or "unf" (needs `spec`)."""
+    """A meta-network by name: "mlp", "deepset", "groups", "graph" (any spec) or "unf" (needs `spec`)."""
     if kind == "mlp":
         return PerParameterMLP(in_channels, **kwargs)
     if kind == "deepset":
         return DeepSetMLP(in_channels, **kwargs)
     if kind == "groups":
         return GroupContextMLP(in_channels, **kwargs)
+    if kind == "graph":
+        from .graph_net import GraphMetaNet
+
+        return GraphMetaNet(in_channels, **kwargs)
     if kind == "unf":
         if spec is None:
             raise SpecError("a 'unf' meta-network is built over a task spec: pass spec=...")
@@ -57,6 +61,10 @@ class LearnedRule(nn.Module):
             (bias-corrected momentum over sqrt of the bias-corrected RMS).
         nominal_decay: which of `features.momentum_decays` the nominal term uses.
         alpha, beta: initial values of the learned scalars.
+
+    Attribute `fused` (default True): use the meta-network's `forward_fused` where it
+    has one (per-parameter MLP, Deep Set): the same update to float rounding, at a
+    fraction of the memory traffic. Set it False to run the reference path.
     """
 
     def __init__(
@@ -87,6 +95,7 @@ class LearnedRule(nn.Module):
         self.nominal_index = self.features.momentum_decays.index(nominal_decay)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(alpha)))
         self.log_beta = nn.Parameter(torch.tensor(math.log(beta)))
+        self.fused = True
 
     @property
     def alpha(self) -> float:
@@ -121,13 +130,17 @@ class LearnedRule(nn.Module):
         if params.keys() != grads.keys() or params.keys() != states.keys():
             raise SpecError("LearnedRule: params, grads and states must have the same keys")
         new_states = {k: update_state(states[k], grads[k], self.features) for k in params}
-        feats = {
-            k: features(params[k], grads[k], new_states[k], self.features).unsqueeze(0) for k in params
-        }
-        out = self.net(feats, spec)
+        if self.fused and hasattr(self.net, "forward_fused"):
+            parts = {k: raw_features(params[k], grads[k], new_states[k], self.features) for k in params}
+            out = self.net.forward_fused(*({k: v[i] for k, v in parts.items()} for i in range(3)))
+        else:
+            feats = {
+                k: features(params[k], grads[k], new_states[k], self.features).unsqueeze(0) for k in params
+            }
+            out = {k: v[0, 0] for k, v in self.net(feats, spec).items()}
         alpha, beta = self.log_alpha.exp(), self.log_beta.exp()
         new_params = {
-            k: params[k] - lr * alpha * (self.nominal_term(new_states[k]) + beta * out[k][0, 0]) for k in params
+            k: params[k] - lr * alpha * (self.nominal_term(new_states[k]) + beta * out[k]) for k in params
         }
         return new_params, new_states
 
