@@ -23,6 +23,10 @@ def add_parser(sub) -> None:
     inr.add_argument("--quiet", action="store_true")
     inr.set_defaults(run=run_inr_classify)
 
+    from .inr_edit.cli import add_job as add_inr_edit
+
+    add_inr_edit(jobs)
+
 
 def run_inr_classify(args: argparse.Namespace) -> int:
     from zoo import InrRecipe

@@ -11,6 +11,7 @@ that grid matches the edited image.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -18,8 +19,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from tasks.training import WeightData
 from tasks.inr_classify.data import InrSplits, Standardize, grid_coords
+from tasks.training import WeightData
 from weightspace.errors import WeightspaceError
 from weightspace.spec import WeightSpec
 from zoo import SirenConfig, Zoo
@@ -53,7 +54,7 @@ def dilate(images: torch.Tensor) -> torch.Tensor:
 def blur(images: torch.Tensor, sigma: float = BLUR_SIGMA) -> torch.Tensor:
     """Gaussian blur, separable, radius ⌈2σ⌉, edges reflected."""
     x = _as_channels(images)
-    radius = max(1, int(torch.ceil(torch.tensor(2 * sigma))))
+    radius = max(1, math.ceil(2 * sigma))
     taps = torch.arange(-radius, radius + 1, dtype=x.dtype)
     kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
     kernel = kernel / kernel.sum()
