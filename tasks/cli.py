@@ -27,6 +27,10 @@ def add_parser(sub) -> None:
 
     add_inr_edit(jobs)
 
+    from .predict_generalization.cli import add_job as add_predict_generalization
+
+    add_predict_generalization(jobs)
+
 
 def run_inr_classify(args: argparse.Namespace) -> int:
     from zoo import InrRecipe
