@@ -9,14 +9,14 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from tasks.training import WeightData
+from tasks.training import FitResult, WeightData
 
 from .models import WeightEditor
 
@@ -39,18 +39,6 @@ class EditConfig:
     permute: bool = False
     device: str = "cpu"
     progress: bool = True
-
-
-@dataclass
-class EditResult:
-    """The selected state, when it was selected, its validation/test MSE, the curves."""
-
-    best_state: dict[str, torch.Tensor]
-    best_epoch: int
-    best_val: float
-    curves: dict[str, list[float]] = field(default_factory=dict)
-    seconds: float = 0.0
-    test: float | None = None
 
 
 def render_loss(editor: WeightEditor, weights: dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
@@ -83,7 +71,7 @@ def fit_editor(
     *,
     test: WeightData | None = None,
     desc: str = "edit",
-) -> EditResult:
+) -> FitResult:
     """Train `editor` on (weights, edited image) pairs; keep the best-validation state.
 
     An editor without parameters (the no-edit baseline) is only evaluated.
@@ -127,7 +115,7 @@ def fit_editor(
                 best = (value, epoch, copy.deepcopy(editor.state_dict()))
             bar.set_postfix(loss=f"{curves['train_loss'][-1]:.4f}", val=f"{value:.4f}")
         editor.load_state_dict(best[2])
-    result = EditResult(best[2], best[1], best[0], curves, time.perf_counter() - start)
+    result = FitResult(best[2], best[1], best[0], curves, time.perf_counter() - start)
     if test is not None:
         result.test = edit_mse(editor, test.to(device))
     return result
