@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
+from tqdm.auto import tqdm
 from rich.table import Table
 
 from tasks.metanet_io import save_metanet
@@ -71,7 +72,8 @@ def run_all(names: list[str], data: InrSplits, settings: Settings) -> dict[str, 
         quiet = Settings(**{**settings.__dict__, "progress": False})
         jobs = [(n, d, s, quiet) for n, d, s, _ in jobs]
         with ProcessPoolExecutor(settings.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(pool.map(_in_worker, jobs))
+            runs = pool.map(_in_worker, jobs)
+            results = list(tqdm(runs, total=len(jobs), desc="runs (model × seed)", disable=not settings.progress))
     else:
         results = [train_one(*job) for job in jobs]
     out: dict[str, list[dict]] = {name: [] for name in names}
