@@ -54,9 +54,7 @@ class SignalSet:
 
     def coords(self) -> torch.Tensor:
         """(P, d) grid coordinates in [-1, 1], row-major like `values[i].flatten()`."""
-        axes = [torch.linspace(-1, 1, n) for n in self.grid]
-        mesh = torch.meshgrid(*axes, indexing="ij")
-        return torch.stack([m.reshape(-1) for m in mesh], dim=-1)
+        return grid_coords(self.grid)
 
     def targets(self) -> torch.Tensor:
         """(S, P, 1) values to fit, aligned with `coords()`."""
@@ -83,6 +81,12 @@ class SignalSet:
             "split_seed": SPLIT_SEED,
             "value_range": [-1.0, 1.0],
         }
+
+
+def grid_coords(grid: tuple[int, ...]) -> torch.Tensor:
+    """(P, d) coordinates in [-1, 1] of a regular grid, row-major."""
+    mesh = torch.meshgrid(*[torch.linspace(-1, 1, n) for n in grid], indexing="ij")
+    return torch.stack([m.reshape(-1) for m in mesh], dim=-1)
 
 
 def _scaled(x: np.ndarray) -> torch.Tensor:

@@ -10,7 +10,7 @@ from tasks.training import WeightData
 from weightspace.nn import metanet_spec
 from weightspace.spec import WeightSpec
 from zoo import InrRecipe, SirenConfig, Zoo, build_inr_zoo
-from zoo.datasets import load_dataset
+from zoo.datasets import grid_coords, load_dataset
 from zoo.features import evaluate
 
 SPLITS = ("train", "val", "test")
@@ -87,12 +87,6 @@ class Standardize:
 
     def __call__(self, w: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {k: ((v - self.mean[k]) / self.std[k]).unsqueeze(1) for k, v in w.items()}
-
-
-def grid_coords(grid: tuple[int, ...]) -> torch.Tensor:
-    """(P, d) coordinates in [-1, 1] of a grid, row-major (as the zoo's datasets)."""
-    mesh = torch.meshgrid(*[torch.linspace(-1, 1, n) for n in grid], indexing="ij")
-    return torch.stack([m.reshape(-1) for m in mesh], dim=-1)
 
 
 @dataclass
