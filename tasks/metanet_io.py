@@ -14,7 +14,7 @@ from torch import nn
 
 import weightspace as ws
 from weightspace.errors import CheckpointError
-from weightspace.io.save import write_atomic
+from weightspace.io.save import write_json
 
 
 def config_path(path: str | Path) -> Path:
@@ -28,8 +28,7 @@ def save_metanet(path: str | Path, model: nn.Module, config: Mapping) -> Path:
     if "task" not in config:
         raise ValueError("a metanetwork config needs a 'task' entry naming how to rebuild it")
     path = ws.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
-    text = json.dumps(dict(config), indent=1)
-    write_atomic(config_path(path), lambda tmp: tmp.write_text(text))
+    write_json(config_path(path), dict(config))
     return path
 
 

@@ -1,7 +1,6 @@
 """Train each chosen model with several seeds on one INR zoo; table, JSON and PNG."""
 from __future__ import annotations
 
-import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ from rich.table import Table
 from tasks.metanet_io import save_metanet
 from tasks.training import FitConfig, fit
 from weightspace import augment as A
-from weightspace.io.save import write_atomic
+from weightspace.io.save import write_atomic, write_json
 
 from .data import InrSplits
 from .models import CHOICES, Choice
@@ -118,8 +117,7 @@ def compare(data: InrSplits, names: list[str], settings: Settings, out: Path, co
         console.print(f"{name}: test {100 * models[name]['test_acc_mean']:.1f} ± {100 * models[name]['test_acc_std']:.1f}%")
     results = {"dataset": data.dataset, "recipe": data.recipe, "num_classes": data.num_classes,
                "sizes": {k: len(v) for k, v in data.splits.items()}, "models": models}
-    text = json.dumps(results, indent=1)
-    write_atomic(out / "results.json", lambda tmp: tmp.write_text(text))
+    write_json(out / "results.json", results)
     plot_curves(models, out / "curves.png")
     console.print(table(results))
     return results

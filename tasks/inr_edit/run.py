@@ -6,7 +6,6 @@ input could reach).
 """
 from __future__ import annotations
 
-import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tasks.metanet_io import save_metanet
-from weightspace.io.save import write_atomic
+from weightspace.io.save import write_json
 
 from .data import EditError, EditPairs
 from .models import EDITORS, WeightEditor, build_editor, editor_config
@@ -85,8 +84,7 @@ def compare(pairs: EditPairs, names: list[str], settings: Settings, out: Path, c
     results = {"dataset": pairs.dataset, "edit": pairs.context.edit, "source": pairs.source,
                "sizes": {k: len(v) for k, v in pairs.splits.items()},
                "reference_mean_target_mse": mean_target_mse(pairs), "models": models}
-    text = json.dumps(results, indent=1)
-    write_atomic(out / "results.json", lambda tmp: tmp.write_text(text))
+    write_json(out / "results.json", results)
     examples(pairs, best_editors, out / "examples.png")
     console.print(table(results))
     return results

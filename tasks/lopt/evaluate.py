@@ -18,7 +18,6 @@ other families its entry reads "n/a".
 from __future__ import annotations
 
 import copy
-import json
 import math
 import statistics
 import time
@@ -30,6 +29,7 @@ import torch
 from torch import nn
 
 from weightspace.errors import SpecError
+from weightspace.io.save import write_atomic, write_json
 from weightspace.lopt import LearnedOptimizer, LearnedRule, load_rule
 
 from .families import FAMILIES, Task
@@ -244,7 +244,8 @@ def save_results(results: dict, folder: str | Path) -> dict[str, Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"json": folder / "results.json", "md": folder / "results.md", "png": folder / "curves.png"}
-    paths["json"].write_text(json.dumps(results, indent=1))
-    paths["md"].write_text(markdown(results) + "\n")
+    write_json(paths["json"], results)
+    text = markdown(results) + "\n"
+    write_atomic(paths["md"], lambda tmp: tmp.write_text(text))
     plot(results, paths["png"])
     return paths

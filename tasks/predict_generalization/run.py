@@ -2,7 +2,6 @@
 test-split Kendall τ and R² of predicted vs recorded accuracy (table, JSON, scatter PNG)."""
 from __future__ import annotations
 
-import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tasks.training import FitConfig, fit, kendall_tau, predict, r_squared
-from weightspace.io.save import write_atomic
+from weightspace.io.save import write_atomic, write_json
 
 from .data import GeneralizationData
 from .models import CHOICES, Choice
@@ -90,8 +89,7 @@ def compare(data: GeneralizationData, names: list[str], settings: Settings, out:
                "target_stats": {"mean": float(true.mean()), "std": float(true.std()), "min": float(true.min()),
                                 "max": float(true.max())},
                "test_true": true.tolist(), "models": models}
-    text = json.dumps(results, indent=1)
-    write_atomic(out / "results.json", lambda tmp: tmp.write_text(text))
+    write_json(out / "results.json", results)
     plot_scatter(results, out / "scatter.png")
     console.print(table(results))
     return results

@@ -108,6 +108,14 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     _fsync_dir(path.parent)
 
 
+def write_json(path: str | Path, data) -> Path:
+    """Write `data` as indented JSON, atomically (results files, configs)."""
+    path = Path(path)
+    text = json.dumps(data, indent=1)
+    write_atomic(path, lambda tmp: tmp.write_text(text))
+    return path
+
+
 def save(
     state_dict: Mapping[str, torch.Tensor],
     path: str | Path,
