@@ -17,6 +17,8 @@ def add_parser(sub) -> None:
     inr.add_argument("--models", nargs="+", default=None, help="model names (default: the main comparison)")
     inr.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     inr.add_argument("--epochs", type=int, default=None, help="override every model's epoch count")
+    inr.add_argument("--augment", choices=("none", "symmetry", "full"), default=None,
+                     help="override every weight model's augmentation (full: inr_recipe + aligned mixup)")
     inr.add_argument("--out", type=Path, default=Path("runs/inr-classify"))
     inr.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                      help="parallel training processes (one torch thread each)")
@@ -33,15 +35,26 @@ def add_parser(sub) -> None:
 
 
 def run_inr_classify(args: argparse.Namespace) -> int:
+    """Under `torchrun --nproc-per-node K` the zoo's shards are built by all ranks,
+    every run trains with DistributedDataParallel (gloo), and rank 0 writes."""
     from zoo import InrRecipe
+    from zoo.distributed import setup, teardown
 
     from .inr_classify.data import InrSplits, ensure_zoo
     from .inr_classify.models import DEFAULT
     from .inr_classify.run import Settings, compare
 
-    root = ensure_zoo(args.zoo or args.out / "zoo", args.dataset, InrRecipe(init=args.init), progress=not args.quiet)
-    data = InrSplits.load(root)
-    settings = Settings(seeds=tuple(args.seeds), epochs=args.epochs, progress=not args.quiet, workers=args.workers)
-    compare(data, list(args.models or DEFAULT), settings, args.out)
-    print(f"results written to {args.out / 'results.json'} and {args.out / 'curves.png'}")
+    ranks = setup()
+    try:
+        quiet = args.quiet or not ranks.is_main
+        root = ensure_zoo(args.zoo or args.out / "zoo", args.dataset, InrRecipe(init=args.init), progress=not quiet,
+                          ranks=ranks)
+        data = InrSplits.load(root)
+        settings = Settings(seeds=tuple(args.seeds), epochs=args.epochs, progress=not quiet,
+                            workers=args.workers if ranks.world == 1 else 1, augment=args.augment)
+        compare(data, list(args.models or DEFAULT), settings, args.out, write=ranks.is_main)
+    finally:
+        teardown(ranks)
+    if ranks.is_main:
+        print(f"results written to {args.out / 'results.json'} and {args.out / 'curves.png'}")
     return 0

@@ -11,16 +11,20 @@ from weightspace.nn import metanet_spec
 from weightspace.spec import WeightSpec
 from zoo import InrRecipe, SirenConfig, Zoo, build_inr_zoo
 from zoo.datasets import grid_coords, load_dataset
+from zoo.distributed import Ranks
 from zoo.features import evaluate
 
 SPLITS = ("train", "val", "test")
 
 
-def ensure_zoo(root: Path, dataset: str = "digits", recipe: InrRecipe = InrRecipe(), progress: bool = True) -> Path:
-    """The zoo in `root`, built (or resumed) with `recipe` if it is not finished."""
+def ensure_zoo(root: Path, dataset: str = "digits", recipe: InrRecipe = InrRecipe(), progress: bool = True,
+               ranks: Ranks = Ranks()) -> Path:
+    """The zoo in `root`, built (or resumed) with `recipe` if it is not finished (by
+    every rank's share of the shards under torchrun)."""
     root = Path(root)
     if not (root / "manifest.json").is_file():
-        build_inr_zoo(root, dataset, recipe, progress=progress)
+        build_inr_zoo(root, dataset, recipe, ranks=ranks, progress=progress)
+    ranks.barrier()
     return root
 
 

@@ -53,14 +53,20 @@ def _structure(data: InrSplits):
     return graph_structure(data.spec)
 
 
-def gmn_probe(data: InrSplits) -> nn.Module:
-    """Graph metanetwork with probe features: each unit's pre-activation on learned inputs."""
+def gmn_probe(data: InrSplits, grid_init: bool = True) -> nn.Module:
+    """Graph metanetwork with probe features: each unit's pre-activation on learned
+    inputs as node features, and the INR's output at the probes read by the readout.
+    One probe per pixel of the signal grid, starting at the pixel coordinates
+    (`grid_init`) or uniformly at random in [-1, 1]^d."""
     from weightspace.examples import siren
     from weightspace.nn.gmn import GMNClassifier, ProbeFeatures
+    from zoo.datasets import grid_coords
 
     template = siren(data.siren.widths, data.siren.w0)
-    probes = ProbeFeatures(template, _structure(data), (data.siren.widths[0],), hidden=16, num_probes=16)
-    return GMNClassifier(data.num_classes, hidden=16, layers=2, edge_widths=(1,), probes=[probes])
+    coords = grid_coords(data.grid)
+    probes = ProbeFeatures(template, _structure(data), (data.siren.widths[0],), hidden=16,
+                           num_probes=coords.shape[0], init=coords if grid_init else None)
+    return GMNClassifier(data.num_classes, hidden=16, layers=2, edge_widths=(1,), probes=[probes], read_probes=True)
 
 
 def graph_batches(data: InrSplits) -> Callable:
@@ -81,9 +87,11 @@ CHOICES = {c.name: c for c in [
     Choice("nfn_np", "weights", lambda d: InvariantClassifier(d.spec, d.num_classes, (32, 32, 32), layer="np"), lr=3e-3),
     Choice("nfn_hnp", "weights", lambda d: InvariantClassifier(d.spec, d.num_classes, (32, 32, 32), layer="hnp"), lr=3e-3),
     Choice("unf", "weights", lambda d: InvariantClassifier(d.spec, d.num_classes, (32, 32, 32), layer="unf"), lr=3e-3),
-    Choice("nfn_hnp_ff", "weights", lambda d: fourier_classifier(d, "hnp"), lr=3e-3),
+    Choice("nfn_hnp_ff", "weights", lambda d: fourier_classifier(d, "hnp"), lr=3e-3, epochs=80),
     Choice("unf_ff", "weights", lambda d: fourier_classifier(d, "unf"), lr=3e-3),
-    Choice("gmn_probe", "weights", gmn_probe, prepare=graph_batches, lr=3e-3, epochs=10),
+    Choice("gmn_probe", "weights", gmn_probe, prepare=graph_batches, lr=3e-3, epochs=15),
+    Choice("gmn_probe_rand", "weights", lambda d: gmn_probe(d, grid_init=False), prepare=graph_batches, lr=3e-3,
+           epochs=10),
     Choice("recon_mlp", "pixels", lambda d: PixelMLP(d.pixels, d.num_classes), prepare=_pixels),
 ]}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from rich.console import Console
@@ -29,13 +30,23 @@ class Settings:
     weight_decay: float = 1e-4
     progress: bool = True
     workers: int = 1
+    augment: str | None = None
 
 
-def _augment(choice: Choice, data: InrSplits):
-    if choice.augment == "none" or choice.reads != "weights":
-        return None
-    recipe = A.symmetry_recipe(data.spec) if choice.augment == "symmetry" else A.inr_recipe(data.spec)
-    return lambda w, g: recipe(w, g)
+AUGMENTS = ("none", "symmetry", "full")
+
+
+def augmentation(name: str, data: InrSplits) -> tuple[Callable | None, Callable | None]:
+    """(augment, mixup) of a recipe: "none"; "symmetry" (function-preserving: a random
+    group element with sign flips); "full" (`augment.inr_recipe`: symmetry, SIREN bias
+    shifts, input-space affine maps, noise; plus mixup of weight-matching-aligned partners)."""
+    if name not in AUGMENTS:
+        raise ValueError(f"unknown augmentation {name!r}; choose from {AUGMENTS}")
+    if name == "none":
+        return None, None
+    if name == "symmetry":
+        return A.symmetry_recipe(data.spec), None
+    return A.inr_recipe(data.spec, omega0=data.siren.w0), A.Mixup(data.spec, data.num_classes, mode="aligned")
 
 
 def train_one(name: str, data: InrSplits, seed: int, settings: Settings) -> dict:
@@ -48,7 +59,8 @@ def train_one(name: str, data: InrSplits, seed: int, settings: Settings) -> dict
     model = choice.build(data)
     cfg = FitConfig(epochs=settings.epochs or choice.epochs, batch_size=settings.batch_size, lr=choice.lr,
                     weight_decay=settings.weight_decay, seed=seed, progress=settings.progress)
-    result = fit(model, splits["train"], splits["val"], cfg, prepare=prepare, augment=_augment(choice, data),
+    augment, mixup = augmentation(settings.augment or choice.augment, data) if choice.reads == "weights" else (None, None)
+    result = fit(model, splits["train"], splits["val"], cfg, prepare=prepare, augment=augment, mixup=mixup,
                  test=splits["test"], desc=f"{choice.name} seed {seed}")
     return {"test_acc": result.test, "val_acc": result.best_val, "best_epoch": result.best_epoch,
             "seconds": result.seconds, "params": sum(p.numel() for p in model.parameters()),
@@ -61,8 +73,9 @@ def _in_worker(args) -> dict:
 
 
 def run_all(names: list[str], data: InrSplits, settings: Settings) -> dict[str, list[dict]]:
-    """Every (model, seed) run; with workers > 1 they run in parallel processes, one
-    torch thread each (on a 2-core machine that beats threading the small ops)."""
+    """Every (model, seed) run, one torch thread each (these models' small ops run up to
+    20x slower with intra-op threads on a busy 2-core machine); with workers > 1 they
+    run in parallel processes."""
     jobs = [(name, data, seed, settings) for name in names for seed in settings.seeds]
     if settings.workers > 1:
         import multiprocessing
@@ -74,7 +87,12 @@ def run_all(names: list[str], data: InrSplits, settings: Settings) -> dict[str, 
             runs = pool.map(_in_worker, jobs)
             results = list(tqdm(runs, total=len(jobs), desc="runs (model × seed)", disable=not settings.progress))
     else:
-        results = [train_one(*job) for job in jobs]
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            results = [train_one(*job) for job in jobs]
+        finally:
+            torch.set_num_threads(threads)
     out: dict[str, list[dict]] = {name: [] for name in names}
     for (name, *_), r in zip(jobs, results):
         out[name].append(r)
@@ -86,13 +104,14 @@ def save_model(path: Path, name: str, model, data: InrSplits) -> Path:
     return save_metanet(path, model, {"task": "inr-classify", "model": name, **data.context().to_config()})
 
 
-def compare(data: InrSplits, names: list[str], settings: Settings, out: Path, console: Console | None = None) -> dict:
-    """Run the comparison and write results.json and curves.png into `out`."""
-    console = console or Console()
+def compare(data: InrSplits, names: list[str], settings: Settings, out: Path, console: Console | None = None,
+            write: bool = True) -> dict:
+    """Run the comparison and write results.json and curves.png into `out` (with
+    `write`; under torchrun every rank trains and only rank 0 writes)."""
+    console = console or Console(quiet=not write)
     unknown = [n for n in names if n not in CHOICES]
     if unknown:
         raise ValueError(f"unknown models {unknown}; choose from {sorted(CHOICES)}")
-    out.mkdir(parents=True, exist_ok=True)
     models = {}
     all_runs = run_all(names, data, settings)
     for name in names:
@@ -100,7 +119,8 @@ def compare(data: InrSplits, names: list[str], settings: Settings, out: Path, co
         best = max(runs, key=lambda r: r["val_acc"])
         model = CHOICES[name].build(data)
         model.load_state_dict(best["state"])
-        save_model(out / "models" / f"{name}.safetensors", name, model, data)
+        if write:
+            save_model(out / "models" / f"{name}.safetensors", name, model, data)
         accs = [r["test_acc"] for r in runs]
         models[name] = {
             "test_acc_mean": statistics.fmean(accs),
@@ -109,6 +129,7 @@ def compare(data: InrSplits, names: list[str], settings: Settings, out: Path, co
             "params": runs[0]["params"],
             "train_seconds_mean": statistics.fmean(r["seconds"] for r in runs),
             "seeds": list(settings.seeds),
+            "augment": (settings.augment or CHOICES[name].augment) if CHOICES[name].reads == "weights" else "none",
             "saved": {"path": str(out / "models" / f"{name}.safetensors"), "seed": settings.seeds[runs.index(best)],
                       "test_acc": best["test_acc"]},
             "test_acc": accs,
@@ -117,8 +138,9 @@ def compare(data: InrSplits, names: list[str], settings: Settings, out: Path, co
         console.print(f"{name}: test {100 * models[name]['test_acc_mean']:.1f} ± {100 * models[name]['test_acc_std']:.1f}%")
     results = {"dataset": data.dataset, "recipe": data.recipe, "num_classes": data.num_classes,
                "sizes": {k: len(v) for k, v in data.splits.items()}, "models": models}
-    write_json(out / "results.json", results)
-    plot_curves(models, out / "curves.png")
+    if write:
+        write_json(out / "results.json", results)
+        plot_curves(models, out / "curves.png")
     console.print(table(results))
     return results
 

@@ -65,3 +65,35 @@ def test_probes_skip_graphs_of_other_architectures():
 def test_probes_need_units_in_the_graph():
     with pytest.raises(GMNError, match="no Linear/Conv module"):
         ProbeFeatures(torch.nn.Sequential(torch.nn.ReLU()), structure_of("siren")[1], (2,), 8)
+
+
+@pytest.mark.parametrize("name", sorted(INPUT_SHAPES))
+def test_probe_readings_are_the_network_outputs_and_invariant(name):
+    """The readings are the network's own outputs on the probes (the only units no
+    permutation moves here), and a classifier reading them stays invariant."""
+    model, spec, _ = traced(name)
+    _, structure = structure_of(name)
+    probes = _probes(name)
+    stacked = random_weights(spec, torch.Generator().manual_seed(3), (2,), torch.float64)
+    _, readings = probes.read(graph_inputs(as_batch(structure, stacked)))
+    assert readings.shape == (2, probes.reading_size) and probes.reading_size > 0
+    for b in range(2):
+        net = copy.deepcopy(model).double().eval()
+        net.load_state_dict({k: v[b] for k, v in stacked.items()})
+        with torch.no_grad():
+            out = net(probes.probes.detach())
+        torch.testing.assert_close(readings[b], out.reshape(out.shape[0], -1).T.flatten(), rtol=1e-10, atol=1e-12)
+    fn = readout_fn(classifier(structure, "mpnn", probes=[_probes(name)], read_probes=True), structure)
+    assert_invariant(fn, spec, rtol=1e-5, atol=1e-9, n_trials=2)
+    assert_negative_control(fn, spec)
+
+
+def test_probe_init_and_readings_errors():
+    model, _, _ = traced("siren")
+    structure = structure_of("siren")[1]
+    start = torch.linspace(-1, 1, 8).reshape(4, 2)
+    assert torch.equal(ProbeFeatures(model, structure, (2,), 8, num_probes=4, init=start).probes.detach(), start)
+    with pytest.raises(GMNError, match="init probes have shape"):
+        ProbeFeatures(model, structure, (2,), 8, num_probes=5, init=start)
+    with pytest.raises(GMNError, match="read_probes needs probe features"):
+        classifier(structure, "mpnn", read_probes=True)

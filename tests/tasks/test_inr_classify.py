@@ -3,6 +3,7 @@ reconstruction bound learns above chance, and results.json / curves.png are writ
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -71,3 +72,28 @@ def test_saved_models_classify_checkpoints_like_in_training(tiny_zoo, tmp_path, 
     ws.save(inrs[0], path)
     assert _run(["predict", "--metanet", str(out / "models" / "recon_mlp.safetensors"), str(path)]) == 0
     assert "one.safetensors:" in capsys.readouterr().out
+
+
+def test_torchrun_two_processes_match_one(tiny_zoo, tmp_path):
+    """The CLI under `torchrun --nproc-per-node 2` (DDP, gloo) trains like one process
+    with the same global batch: same selected epoch and test accuracy up to float noise."""
+    import socket
+    import subprocess
+    import sys
+
+    argv = ["run", "inr-classify", "--zoo", str(tiny_zoo), "--models", "stats", "--seeds", "0", "--epochs", "6",
+            "--quiet"]
+    assert _run([*argv, "--out", str(tmp_path / "one"), "--workers", "1"]) == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+           "--master-port", str(port), "-m", "weightspace.cli.main", *argv, "--out", str(tmp_path / "two")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    one = json.loads((tmp_path / "one" / "results.json").read_text())["models"]["stats"]
+    two = json.loads((tmp_path / "two" / "results.json").read_text())["models"]["stats"]
+    assert one["test_acc_mean"] > 0.3  # chance is 0.1
+    assert abs(one["test_acc_mean"] - two["test_acc_mean"]) <= 0.05
+    assert abs(one["val_acc_mean"] - two["val_acc_mean"]) <= 0.05
+    assert (tmp_path / "two" / "models" / "stats.safetensors").is_file()

@@ -31,30 +31,37 @@ class InvariantReadout(nn.Module):
 
     Pooling runs over all nodes (all edges) of a graph, so any node relabeling leaves it
     unchanged. Args: hidden (input features), out (outputs per graph), pools (any of
-    "mean", "max", "sum"), edges (also pool edge features).
+    "mean", "max", "sum"), edges (also pool edge features), extra (width of further
+    invariant per-graph features concatenated before the MLP, e.g. probe readings).
 
-    Shapes: h (N, hidden), e (E, hidden) -> (G, out).
+    Shapes: h (N, hidden), e (E, hidden)[, extra (G, extra)] -> (G, out).
     """
 
-    def __init__(self, hidden: int, out: int, pools: Sequence[str] = ("mean", "max"), edges: bool = True):
+    def __init__(self, hidden: int, out: int, pools: Sequence[str] = ("mean", "max"), edges: bool = True,
+                 extra: int = 0):
         super().__init__()
         if not pools or any(p not in POOLS for p in pools):
             raise GMNError(f"pools {tuple(pools)} must be a non-empty subset of {POOLS}")
-        self.pools, self.edges, self.out_features = tuple(pools), edges, out
-        width = hidden * len(self.pools) * (2 if edges else 1)
+        self.pools, self.edges, self.out_features, self.extra = tuple(pools), edges, out, extra
+        width = hidden * len(self.pools) * (2 if edges else 1) + extra
         self.norm_h = nn.LayerNorm(hidden)
         self.norm_e = nn.LayerNorm(hidden)
-        self.mlp = mlp([width, 2 * hidden, out])
+        self.mlp = mlp([width, max(2 * hidden, min(extra, 256)), out])
 
-    def forward(self, h: torch.Tensor, e: torch.Tensor, g: GraphInputs) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, e: torch.Tensor, g: GraphInputs, extra: torch.Tensor | None = None) -> torch.Tensor:
         n = g.num_graphs
         parts = [scatter(self.norm_h(h), g.node_graph, 0, dim_size=n, reduce=p) for p in self.pools]
         if self.edges:
             parts += [scatter(self.norm_e(e), g.edge_graph, 0, dim_size=n, reduce=p) for p in self.pools]
+        if (extra is None) != (self.extra == 0) or (extra is not None and extra.shape != (n, self.extra)):
+            got = None if extra is None else tuple(extra.shape)
+            raise GMNError(f"the readout expects extra features of shape ({n}, {self.extra}), got {got}")
+        if extra is not None:
+            parts.append(extra)
         return self.mlp(torch.cat(parts, dim=1))
 
     def extra_repr(self) -> str:
-        return f"out={self.out_features}, pools={self.pools}, edges={self.edges}"
+        return f"out={self.out_features}, pools={self.pools}, edges={self.edges}, extra={self.extra}"
 
 
 class EdgeHead(nn.Module):

@@ -77,32 +77,52 @@ class GraphMetaNetwork(nn.Module):
     def edge_widths(self) -> tuple[int, ...]:
         return self.edges.widths
 
+    @property
+    def reading_size(self) -> int:
+        """Width of the probes' invariant readings (the largest over architectures; 0 without probes)."""
+        return max((p.reading_size for p in self.probes), default=0)
+
     def forward(self, batch) -> tuple[torch.Tensor, torch.Tensor, GraphInputs]:
+        h, e, g, _ = self.encode(batch)
+        return h, e, g
+
+    def encode(self, batch) -> tuple[torch.Tensor, torch.Tensor, GraphInputs, torch.Tensor]:
+        """`forward` plus the probes' invariant readings (G, reading_size), zero-padded per architecture."""
         g = batch if isinstance(batch, GraphInputs) else graph_inputs(batch)
         h = self.nodes(g)
+        readings = g.edge_val.new_zeros(g.num_graphs, self.reading_size).to(h.dtype)
         for p in self.probes:
-            h = h + p(g)
+            feats, r = p.read(g)
+            h = h + feats
+            readings[:, : r.shape[1]] += r
         e = self.edges(g)
         for layer in self.layers:
             h, e = layer(h, e, g.edge_index)
-        return h, e, g
+        return h, e, g, readings
 
 
 class GMNClassifier(nn.Module):
     """Invariant graph metanetwork: trunk + `InvariantReadout` (classification or regression).
 
-    Args: out (classes or targets per graph); the rest as in `GraphMetaNetwork`.
+    Args: out (classes or targets per graph); read_probes: also feed the probes'
+    invariant readings (the function at the probe inputs) to the readout; the rest as
+    in `GraphMetaNetwork`.
     Shapes: a batch of G graphs -> (G, out).
     """
 
-    def __init__(self, out: int, hidden: int = 64, layers: int = 4, kind: str = "mpnn", **kwargs):
+    def __init__(self, out: int, hidden: int = 64, layers: int = 4, kind: str = "mpnn", *,
+                 read_probes: bool = False, **kwargs):
         super().__init__()
         self.trunk = GraphMetaNetwork(hidden, layers, kind, **kwargs)
-        self.readout = InvariantReadout(hidden, out)
+        extra = self.trunk.reading_size if read_probes else 0
+        if read_probes and not extra:
+            raise GMNError("read_probes needs probe features on an architecture with fixed output units")
+        self.read_probes = read_probes
+        self.readout = InvariantReadout(hidden, out, extra=extra)
 
     def forward(self, batch) -> torch.Tensor:
-        h, e, g = self.trunk(batch)
-        return self.readout(h, e, g)
+        h, e, g, readings = self.trunk.encode(batch)
+        return self.readout(h, e, g, readings if self.read_probes else None)
 
 
 class GMNEquivariant(nn.Module):

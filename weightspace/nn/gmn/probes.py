@@ -8,6 +8,11 @@ mapped back to (stacked) state dicts through the graph round trip and evaluated 
 `torch.func.functional_call` under `torch.func.vmap`, one call for all networks of the
 architecture. Units are the outputs of `nn.Linear` / `nn.Conv*` modules (pre-activation;
 spatial positions and token axes averaged).
+
+Units no permutation moves (input/output/fixed nodes: an INR's output, a classifier's
+logits) also give *readings*: their activations on the probes in a fixed order, an
+invariant graph-level feature — the function itself sampled at learned inputs, which
+is what lets a probe model approach a classifier of the rendered signal.
 """
 from __future__ import annotations
 
@@ -19,11 +24,13 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from ...graph.structure import GraphStructure
+from ...graph.vocab import NODE_TYPE
 from .errors import GMNError
 from .heads import unflatten_values
 from .inputs import GraphInputs
 
 _UNIT_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_FIXED_NODES = tuple(NODE_TYPE[t] for t in ("input", "output", "fixed"))
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,8 @@ class ProbeFeatures(nn.Module):
         structure: the graph structure of that architecture.
         input_shape: shape of one probe input (e.g. (2,) for a 2-D INR, (3, 32, 32)).
         hidden: output feature size; num_probes: learned inputs; init_scale: their initial range.
+        init: optional starting probes (num_probes, *input_shape), e.g. the data's grid
+            coordinates for INRs (then the readings start as the rendered signal).
 
     Graphs of other architectures in a batch get zeros. Shapes: `GraphInputs` -> (N, hidden).
     """
@@ -72,6 +81,7 @@ class ProbeFeatures(nn.Module):
         hidden: int,
         num_probes: int = 16,
         init_scale: float = 1.0,
+        init: torch.Tensor | None = None,
     ):
         super().__init__()
         net = copy.deepcopy(model).eval()
@@ -82,7 +92,11 @@ class ProbeFeatures(nn.Module):
         self.units = probed_units(net, structure)
         if not self.units:
             raise GMNError(f"no Linear/Conv module of {type(model).__name__} writes units of this graph structure")
-        self.probes = nn.Parameter((2 * torch.rand(num_probes, *input_shape) - 1) * init_scale)
+        if init is None:
+            init = (2 * torch.rand(num_probes, *input_shape) - 1) * init_scale
+        elif tuple(init.shape) != (num_probes, *input_shape):
+            raise GMNError(f"init probes have shape {tuple(init.shape)}, expected {(num_probes, *input_shape)}")
+        self.probes = nn.Parameter(init.detach().clone().float())
         self.norm = nn.LayerNorm(num_probes)
         self.project = nn.Linear(num_probes, hidden)
         self._captured: dict[str, torch.Tensor] = {}
@@ -90,6 +104,13 @@ class ProbeFeatures(nn.Module):
         for u in self.units:
             modules[u.module].register_forward_hook(self._hook(u.module))
         self._spec = structure.spec.to_dict()
+        fixed = torch.isin(structure.node_type, torch.tensor(_FIXED_NODES))
+        self._fixed_units = tuple(i for i, u in enumerate(self.units) if bool(fixed[u.nodes].all()))
+
+    @property
+    def reading_size(self) -> int:
+        """Length of `read`'s invariant readings: probes × units no permutation moves."""
+        return self.probes.shape[0] * sum(self.units[i].nodes.numel() for i in self._fixed_units)
 
     def _hook(self, name: str):
         def hook(module, args, output):
@@ -103,8 +124,8 @@ class ProbeFeatures(nn.Module):
             and s.spec.to_dict() == self._spec
         )
 
-    def activations(self, values: torch.Tensor) -> torch.Tensor:
-        """Unit activations (B, N_s, num_probes) of B networks given as value vectors (B, V); 0 off units."""
+    def _run(self, values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Per unit module, the activations (B, units, num_probes) of B networks given as value vectors."""
         params = unflatten_values(self.structure, values)
         probes = self.probes.to(values.dtype)
 
@@ -118,25 +139,43 @@ class ProbeFeatures(nn.Module):
             self._captured.clear()
             return tuple(outs)
 
-        acts = vmap(run)(params)
-        out = values.new_zeros(values.shape[0], self.structure.num_nodes, probes.shape[0])
-        for u, a in zip(self.units, acts):
-            out = out.index_copy(1, u.nodes.to(values.device), a)
+        return vmap(run)(params)
+
+    def activations(self, values: torch.Tensor) -> torch.Tensor:
+        """Unit activations (B, N_s, num_probes) of B networks given as value vectors (B, V); 0 off units."""
+        return self._scatter(self._run(values))
+
+    def _scatter(self, per_unit: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        a0 = per_unit[0]
+        out = a0.new_zeros(a0.shape[0], self.structure.num_nodes, a0.shape[-1])
+        for u, a in zip(self.units, per_unit):
+            out = out.index_copy(1, u.nodes.to(a.device), a)
         return out
 
     def forward(self, g: GraphInputs) -> torch.Tensor:
+        """Node features (N, hidden); zeros on graphs of other architectures."""
+        return self.read(g)[0]
+
+    def read(self, g: GraphInputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """Node features (N, hidden) and invariant readings (G, reading_size), from one run of the networks."""
         mine = [i for i, s in enumerate(g.structures) if self._matches(s)]
-        out = g.edge_val.new_zeros(g.num_nodes, self.project.out_features).to(self.project.weight.dtype)
+        dtype = self.project.weight.dtype
+        out = g.edge_val.new_zeros(g.num_nodes, self.project.out_features).to(dtype)
+        readings = g.edge_val.new_zeros(g.num_graphs, self.reading_size).to(dtype)
         if not mine:
-            return out
+            return out, readings
         graphs = torch.tensor(mine, device=g.edge_val.device)
         v = self.structure.num_values
-        values = g.edge_val[g.value_ptr[graphs, None] + torch.arange(v, device=graphs.device)]
-        acts = self.activations(values.to(self.project.weight.dtype))
+        values = g.edge_val[g.value_ptr[graphs, None] + torch.arange(v, device=graphs.device)].to(dtype)
+        per_unit = self._run(values)
+        acts = self._scatter(per_unit)
         units = torch.cat([u.nodes for u in self.units]).to(graphs.device)
         feats = self.project(self.norm(acts[:, units]))
         where = (g.node_ptr[graphs, None] + units).flatten()
-        return out.index_add(0, where, feats.reshape(-1, feats.shape[-1]))
+        if self._fixed_units:
+            fixed = torch.cat([per_unit[i].flatten(1) for i in self._fixed_units], dim=1)
+            readings = readings.index_copy(0, graphs, fixed)
+        return out.index_add(0, where, feats.reshape(-1, feats.shape[-1])), readings
 
     def extra_repr(self) -> str:
         return f"probes={tuple(self.probes.shape)}, units={[u.module for u in self.units]}"
