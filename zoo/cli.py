@@ -1,7 +1,10 @@
-"""`weightspace zoo …`: build, inspect and diagnose zoos.
+"""`weightspace zoo …`: build, import, inspect and diagnose zoos.
 
     weightspace zoo build inr --dataset digits --views 1 --out runs/digits
     weightspace zoo build classifiers --dataset digits --count 256 --out runs/cnns
+    weightspace zoo import dwsnets dataset/mnist-inrs dataset/mnist_splits.json --out runs/dwsnets-mnist
+    weightspace zoo import small-cnn-zoo small-cnn-zoo/mnist --out runs/cnn-zoo-mnist
+    weightspace zoo import checkpoints my-inrs/ --out runs/my-inrs --activation sin
     weightspace zoo info runs/digits
     weightspace zoo diagnose runs/digits
 
@@ -19,7 +22,7 @@ import numpy as np
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("zoo", help="build, inspect and diagnose populations of trained networks")
+    p = sub.add_parser("zoo", help="build, import, inspect and diagnose populations of trained networks")
     zsub = p.add_subparsers(dest="zoo_command", required=True)
     build = zsub.add_parser("build", help="build (or resume) a zoo")
     bsub = build.add_subparsers(dest="zoo_kind", required=True)
@@ -53,6 +56,8 @@ def add_parser(sub) -> None:
     _common(cls)
     cls.set_defaults(run=run_build_classifiers)
 
+    _add_import(zsub)
+
     info = zsub.add_parser("info", help="summary of a zoo directory")
     info.add_argument("dir", type=Path)
     info.add_argument("--no-verify", dest="verify", action="store_false")
@@ -63,6 +68,77 @@ def add_parser(sub) -> None:
     diag.add_argument("--classifier", choices=("mlp", "logreg"), default="mlp")
     diag.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     diag.set_defaults(run=run_diagnose)
+
+
+ACTIVATIONS = ("sin", "tanh", "relu", "leaky_relu")
+
+
+def _add_import(zsub) -> None:
+    """`zoo import …`: public zoo layouts into a zoo directory (see `zoo.importers`)."""
+    imp = zsub.add_parser("import", help="import a public zoo layout or a folder of checkpoints")
+    isub = imp.add_subparsers(dest="zoo_kind", required=True)
+
+    dws = isub.add_parser("dwsnets", help="DWSNets MNIST/FashionMNIST INRs (folders of .pth + splits JSON)")
+    dws.add_argument("root", type=Path, help="the INR folder (holding mnist_png_*/…/*.pth)")
+    dws.add_argument("splits_json", type=Path, help="DWSNets' splits JSON (train/val/test paths and labels)")
+    dws.add_argument("--out", type=Path, required=True, help="zoo directory to write")
+    dws.add_argument("--w0", type=float, default=30.0, help="SIREN frequency the INRs were trained with")
+    dws.add_argument("--grid", type=int, nargs="+", default=[28, 28], help="render grid (image size)")
+    dws.add_argument("--offset", type=float, default=0.5, help="constant the INRs add to their output")
+    dws.add_argument("--input-order", choices=("xy", "ij"), default="xy",
+                     help="xy: the INRs read (column, row) coordinates as DWSNets renders them; ij: (row, column)")
+    dws.add_argument("--name", default=None, help="dataset name (default from the folders, e.g. dwsnets-mnist)")
+    dws.add_argument("--chunk", type=int, default=1024, help="networks per shard")
+    dws.set_defaults(run=run_import_dwsnets)
+
+    cnn = isub.add_parser("small-cnn-zoo", help="Small CNN Zoo arrays (weights.npy, layout.csv, metrics.csv[.gz])")
+    cnn.add_argument("folder", type=Path)
+    cnn.add_argument("--out", type=Path, required=True, help="zoo directory to write")
+    cnn.add_argument("--activation", choices=ACTIVATIONS, default=None, help="records its extra symmetry")
+    cnn.add_argument("--chunk", type=int, default=4096, help="networks per shard")
+    cnn.set_defaults(run=run_import_small_cnn_zoo)
+
+    ckpt = isub.add_parser("checkpoints", help="a folder of checkpoints of one architecture (class sub-folders give labels)")
+    ckpt.add_argument("folder", type=Path)
+    ckpt.add_argument("--out", type=Path, required=True, help="zoo directory to write")
+    ckpt.add_argument("--activation", choices=ACTIVATIONS, default=None, help="records its extra symmetry")
+    ckpt.add_argument("--chunk", type=int, default=1024, help="networks per shard")
+    ckpt.set_defaults(run=run_import_checkpoints)
+
+
+def _import_command(args: argparse.Namespace, positional: tuple[str, ...]) -> list[str]:
+    """The exact import command (recorded in the manifest): positionals, then every option."""
+    cmd = ["weightspace", "zoo", "import", args.zoo_kind, *(str(getattr(args, p)) for p in positional)]
+    for name, value in sorted(vars(args).items()):
+        if name in _NOT_OPTIONS or name in positional or value is None:
+            continue
+        cmd += ["--" + name.replace("_", "-"), *map(str, value if isinstance(value, (list, tuple)) else [value])]
+    return cmd
+
+
+def run_import_dwsnets(args) -> int:
+    from .importers import import_dwsnets
+
+    m = import_dwsnets(args.root, args.splits_json, args.out, chunk=args.chunk, w0=args.w0, grid=tuple(args.grid),
+                       offset=args.offset, input_order=args.input_order, name=args.name,
+                       command=_import_command(args, ("root", "splits_json")))
+    _summary(m)
+    return 0
+
+
+def run_import_small_cnn_zoo(args) -> int:
+    from .importers import import_small_cnn_zoo
+
+    _summary(import_small_cnn_zoo(args.folder, args.out, args.activation, args.chunk, command=_import_command(args, ("folder",))))
+    return 0
+
+
+def run_import_checkpoints(args) -> int:
+    from .importers import import_checkpoints
+
+    m = import_checkpoints(args.folder, args.out, args.activation, chunk=args.chunk, command=_import_command(args, ("folder",)))
+    _summary(m)
+    return 0
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -9,7 +9,7 @@ import torch
 from tasks.training import WeightData
 from weightspace.nn import metanet_spec
 from weightspace.spec import WeightSpec
-from zoo import InrRecipe, SirenConfig, Zoo, build_inr_zoo
+from zoo import InrRecipe, SirenConfig, Zoo, ZooError, build_inr_zoo
 from zoo.datasets import grid_coords, load_dataset
 from zoo.distributed import Ranks
 from zoo.features import evaluate
@@ -59,9 +59,8 @@ class InrSplits:
         spec = metanet_spec(z.spec)
         labels = torch.as_tensor(z.column("networks", "label"))
         cfg = SirenConfig.from_dict(z.manifest["architecture"])
-        source = z.manifest["dataset"]["source"]
-        signals = load_dataset(source, z.manifest["recipe"].get("upsample"))
-        coords = signals.coords()
+        dataset, grid = render_grid(z.manifest)
+        coords = grid_coords(grid)
         splits, renders = {}, {}
         for name in SPLITS:
             idx = z.indices(name)
@@ -69,8 +68,21 @@ class InrSplits:
             weights = {k: w[k].float() for k in spec.entries}
             splits[name] = WeightData(weights, labels[idx])
             renders[name] = WeightData({"pixels": evaluate(cfg, weights, coords).float()}, labels[idx])
-        return cls(spec, splits, renders, int(labels.max()) + 1, source, z.manifest["recipe"].get("init", "?"), cfg,
-                   tuple(signals.grid))
+        return cls(spec, splits, renders, int(labels.max()) + 1, dataset, z.manifest["recipe"].get("init", "?"), cfg, grid)
+
+
+def render_grid(manifest: dict) -> tuple[str, tuple[int, ...]]:
+    """(dataset name, render grid) of a zoo: its source dataset's grid or, when the source
+    is not an embedded dataset (an imported DWSNets zoo: MNIST is not on disk), the grid
+    its manifest records."""
+    info = manifest["dataset"]
+    try:
+        signals = load_dataset(info["source"], manifest["recipe"].get("upsample"))
+    except ZooError:
+        if "grid" not in info:
+            raise
+        return info.get("name", info["source"]), tuple(int(g) for g in info["grid"])
+    return info["source"], tuple(signals.grid)
 
 
 @dataclass
