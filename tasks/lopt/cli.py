@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from weightspace.lopt import NET_KINDS, NOMINALS
+from weightspace.lopt import BOUNDS, NET_KINDS, NOMINALS
 
 from .evaluate import EvalConfig, evaluate, markdown, save_results
 from .families import FAMILIES
@@ -31,8 +31,10 @@ def add_parser(sub) -> None:
     m.add_argument("--family", choices=sorted(FAMILIES.families), default=defaults.family)
     m.add_argument("--method", choices=METHODS, default=defaults.method)
     m.add_argument("--nominal", choices=NOMINALS, default=defaults.nominal)
+    m.add_argument("--bound", choices=BOUNDS, default=defaults.bound,
+                   help="learned term bounded relative to the nominal one (default) or not")
     for f in fields(MetaConfig):
-        if f.name in ("net", "family", "method", "nominal", "second_order"):
+        if f.name in ("net", "family", "method", "nominal", "bound", "second_order"):
             continue
         m.add_argument(f"--{f.name.replace('_', '-')}", type=type(getattr(defaults, f.name)), default=getattr(defaults, f.name))
     m.add_argument("--second-order", action="store_true", help="backprop through task gradients too")
@@ -61,7 +63,8 @@ def run_meta_train(args: argparse.Namespace) -> int:
     values = {f.name: getattr(args, f.name) for f in fields(MetaConfig)}
     trainer = meta_train(MetaConfig(**values), args.out, resume=not args.fresh)
     last = trainer.history[-1] if trainer.history else {}
-    print(f"{args.out / 'rule.safetensors'}: {trainer.rule!r}; last meta-loss {last.get('meta_loss', float('nan')):.4f}")
+    print(f"{args.out / 'rule.safetensors'}: {trainer.rule!r}; {trainer.step} meta-steps, {trainer.cpu_used:.1f} CPU s; "
+          f"last meta-loss {last.get('meta_loss', float('nan')):.4f}")
     return 0
 
 

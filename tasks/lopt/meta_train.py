@@ -7,7 +7,10 @@
   trajectory and accumulates its perturbations over the truncations of a task, which
   removes the truncation bias of ES.
 
-Every `horizon` inner steps a trajectory restarts on a newly sampled task. Meta-gradients
+Every `horizon` inner steps a trajectory restarts on a newly sampled task. With
+`cpu_budget` > 0 the run also stops once its meta-steps have used that many CPU
+seconds (process time, summed over resumed calls): rules of different cost then
+train with the same budget. Meta-gradients
 are clipped by norm and applied with Adam. A checkpoint (rule, meta-optimizer,
 trajectories, particles, history) is written atomically every `checkpoint_every`
 meta-steps and at the end; `meta_train` resumes from it and then continues exactly
@@ -25,7 +28,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from weightspace.lopt import LearnedRule, save_rule
+from weightspace.lopt import BOUNDS, LearnedRule, save_rule
 
 from .families import FAMILIES, Task
 from .unroll import Trajectory, unroll
@@ -51,7 +54,9 @@ class MetaConfig:
     clip: float = 1.0
     hidden: int = 32
     layers: int = 2
-    nominal: str = "sgdm"
+    nominal: str = "adam"
+    bound: str = "relative"
+    cpu_budget: float = 0.0
     second_order: bool = False
     seed: int = 0
     checkpoint_every: int = 50
@@ -59,6 +64,10 @@ class MetaConfig:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"unknown meta-training method {self.method!r}; expected one of {METHODS}")
+        if self.bound not in BOUNDS:
+            raise ValueError(f"unknown bound {self.bound!r}; expected one of {BOUNDS}")
+        if self.cpu_budget < 0:
+            raise ValueError(f"cpu_budget must be >= 0 (0: no budget), got {self.cpu_budget}")
         if min(self.meta_steps, self.horizon, self.unroll, self.tasks, self.population) < 1 or self.sigma <= 0:
             raise ValueError(f"meta_steps, horizon, unroll, tasks, population and sigma must be positive: {self}")
 
@@ -77,7 +86,8 @@ def build_rule(config: MetaConfig) -> LearnedRule:
     torch.manual_seed(config.seed)
     family = FAMILIES.get(config.family)
     spec = family.sample(task_seed(config, 0, 0)).spec if config.net == "unf" else None
-    return LearnedRule.build(config.net, spec=spec, hidden=config.hidden, layers=config.layers, nominal=config.nominal)
+    return LearnedRule.build(config.net, spec=spec, hidden=config.hidden, layers=config.layers, nominal=config.nominal,
+                             bound=config.bound)
 
 
 class MetaTrainer:
@@ -96,6 +106,7 @@ class MetaTrainer:
         self.particles: list[list[Trajectory]] = []
         self.xi: list[torch.Tensor] = []
         self.step = 0
+        self.cpu_used = 0.0
         self.history: list[dict] = []
         self.noise = torch.Generator().manual_seed(config.seed + 7)
 
@@ -166,6 +177,7 @@ class MetaTrainer:
 
     def meta_step(self) -> float:
         """One meta-gradient step; returns the meta-loss it measured."""
+        cpu0 = time.process_time()
         if self.config.method == "tbptt":
             loss, grads = self._tbptt()
         else:
@@ -177,7 +189,8 @@ class MetaTrainer:
             self.meta_opt.step()
         self.meta_opt.zero_grad()
         self.step += 1
-        self.history.append({"step": self.step, "meta_loss": loss, "grad_norm": float(norm), "cpu_s": time.process_time()})
+        self.cpu_used += time.process_time() - cpu0
+        self.history.append({"step": self.step, "meta_loss": loss, "grad_norm": float(norm), "cpu_s": self.cpu_used})
         return loss
 
     # ------------------------------------------------------------------ checkpoints
@@ -185,6 +198,7 @@ class MetaTrainer:
         return {
             "config": asdict(self.config),
             "step": self.step,
+            "cpu_used": self.cpu_used,
             "rule": self.rule.state_dict(),
             "meta_opt": self.meta_opt.state_dict(),
             "counters": list(self.counters),
@@ -203,6 +217,7 @@ class MetaTrainer:
         self.rule.load_state_dict(state["rule"])
         self.meta_opt.load_state_dict(state["meta_opt"])
         self.step = int(state["step"])
+        self.cpu_used = float(state.get("cpu_used", 0.0))
         self.counters = list(state["counters"])
         self.trajs = [self._restore_traj(d) for d in state["trajs"]]
         self.particles = [[self._restore_traj(a), self._restore_traj(b)] for a, b in state["particles"]]
@@ -237,13 +252,16 @@ def meta_train(config: MetaConfig, out: str | Path | None = None, *, resume: boo
         todo = min(todo, stop_after)
     bar = tqdm(range(todo), desc=f"meta-train {config.net}/{config.method}", disable=not progress)
     for _ in bar:
+        if config.cpu_budget and trainer.cpu_used >= config.cpu_budget:
+            break
         loss = trainer.meta_step()
         bar.set_postfix(meta_loss=f"{loss:.4f}", alpha=f"{trainer.rule.alpha:.3g}", beta=f"{trainer.rule.beta:.3g}")
         if folder is not None and trainer.step % config.checkpoint_every == 0:
             trainer.save_checkpoint(folder)
     if folder is not None:
         trainer.save_checkpoint(folder)
-        meta = {"meta_config": json.dumps(asdict(config)), "cpu_seconds_this_call": f"{time.process_time() - cpu0:.1f}"}
+        meta = {"meta_config": json.dumps(asdict(config)), "cpu_seconds_this_call": f"{time.process_time() - cpu0:.1f}",
+                "meta_steps_done": str(trainer.step), "meta_cpu_seconds": f"{trainer.cpu_used:.1f}"}
         save_rule(trainer.rule, folder / "rule.safetensors", metadata=meta)
     return trainer
 

@@ -21,39 +21,43 @@ def _perturbed(rule: LearnedRule, seed: int) -> LearnedRule:
     return rule
 
 
-def _steps(rule: LearnedRule, params: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
+def _steps(rule: LearnedRule, params: dict[str, torch.Tensor], n: int, spec=None) -> dict[str, torch.Tensor]:
     states = {k: init_state(v, rule.features) for k, v in params.items()}
     for _ in range(n):
-        params, states = rule(params, {k: v**3 - v for k, v in params.items()}, states)
+        params, states = rule(params, {k: v**3 - v for k, v in params.items()}, states, spec)
     return params
 
 
-@pytest.mark.parametrize("kind", ["mlp", "deepset"])
-def test_fused_path_matches_the_reference_features(kind):
+@pytest.mark.parametrize("bound", ["relative", "none"])
+@pytest.mark.parametrize("kind", ["mlp", "deepset", "groups"])
+def test_fused_path_matches_the_reference_features(kind, bound):
     spec = random_cnn_spec([2, 3, 4], 3, 4, 5)
     gen = torch.Generator().manual_seed(0)
     params = {k: torch.randn(e.shape, generator=gen, dtype=torch.float64) for k, e in spec.entries.items()}
-    params["scale"] = torch.randn((), generator=gen, dtype=torch.float64)
-    rule = _perturbed(LearnedRule.build(kind, hidden=6).double(), 1)
+    if kind != "groups":
+        params["scale"] = torch.randn((), generator=gen, dtype=torch.float64)
+    rule = _perturbed(LearnedRule.build(kind, hidden=6, layers=3, bound=bound, alpha=0.3).double(), 1)
     with torch.no_grad():
         rule.log_beta.fill_(0.0)
-    fused = _steps(rule, params, 3)
+    fused = _steps(rule, params, 3, spec)
     rule.fused = False
-    reference = _steps(rule, params, 3)
+    reference = _steps(rule, params, 3, spec)
     moved = max((reference[k] - params[k]).abs().max().item() for k in params)
     assert moved > 0.1
     for k in params:
         torch.testing.assert_close(fused[k], reference[k], rtol=1e-10, atol=1e-12)
 
 
-def test_fused_path_backpropagates_like_the_reference():
-    params = {k: torch.randn(e.shape, dtype=torch.float64) for k, e in random_mlp_spec([4, 5, 3]).entries.items()}
-    rule = _perturbed(LearnedRule.build("mlp", hidden=6).double(), 2)
+@pytest.mark.parametrize("kind", ["mlp", "groups"])
+def test_fused_path_backpropagates_like_the_reference(kind):
+    spec = random_mlp_spec([4, 5, 3])
+    params = {k: torch.randn(e.shape, dtype=torch.float64) for k, e in spec.entries.items()}
+    rule = _perturbed(LearnedRule.build(kind, hidden=6).double(), 2)
     grads = []
     for fused in (True, False):
         rule.fused = fused
         rule.zero_grad()
-        sum(v.square().sum() for v in _steps(rule, params, 2).values()).backward()
+        sum(v.square().sum() for v in _steps(rule, params, 2, spec).values()).backward()
         grads.append([p.grad.clone() for p in rule.parameters()])
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)

@@ -6,7 +6,8 @@
     rule = LearnedRule.build("groups")            # or "mlp", "deepset", "graph", "unf" (spec=spec)
     opt = LearnedOptimizer(model.named_parameters(), rule, spec=spec)
 
-The update is `lr · α · (nominal + β · f(features))` (UNF §4.2), with f one of:
+The update is `lr · α · (nominal + β · rms(nominal) · tanh(f(features)))` (UNF §4.2 with
+per-tensor magnitude control; `bound="none"` gives `nominal + β · f`), with f one of:
 `PerParameterMLP` (Metz et al.), `DeepSetMLP` (per-tensor pooled context),
 `GroupContextMLP` (Deep Set over the spec's groups; spec-equivariant, any
 architecture), `GraphMetaNet` (message passing over the parameter graph with the
@@ -18,11 +19,12 @@ from .errors import LoptError
 from .features import FeatureConfig, features, init_state, update_state
 from .nets import DeepSetMLP, GroupContextMLP, MetaNet, PerParameterMLP
 from .optimizer import LearnedOptimizer
-from .rule import NET_KINDS, NOMINALS, LearnedRule, make_net
+from .rule import BOUNDS, NET_KINDS, NOMINALS, LearnedRule, make_net
 from .serialize import clone_rule, load_rule, rule_from_config, save_rule
 from .unf_net import UNFMetaNet, prepare_spec
 
 __all__ = [
+    "BOUNDS",
     "NET_KINDS",
     "NOMINALS",
     "DeepSetMLP",

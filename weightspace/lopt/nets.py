@@ -75,8 +75,8 @@ def _unflat(rows: torch.Tensor, keys: list[str], shapes: list[torch.Size]) -> Fe
 class MetaNet(nn.Module):
     """Base class: per-entry features in, per-entry outputs out (see the module docstring).
 
-    A subclass may define `forward_fused(raw, inv_rms, time)` (the arguments per key, as
-    `features.raw_features` returns them; output key -> (*shape), one channel): the
+    A subclass may define `forward_fused(raw, inv_rms, time, spec=None)` (the first three
+    per key, as `features.raw_features` returns them; output key -> (*shape), one channel): the
     same function as `forward` on one unbatched step, computed without materializing
     the normalized (C, *shape) features. `LearnedRule` uses it when present.
     """
@@ -141,7 +141,9 @@ class PerParameterMLP(MetaNet):
             rows = torch.relu(layer(rows))
         return _unflat(self.head(rows), keys, shapes)
 
-    def forward_fused(self, raw: Features, inv_rms: Features, time: Features) -> Features:
+    def forward_fused(
+        self, raw: Features, inv_rms: Features, time: Features, spec: WeightSpec | None = None
+    ) -> Features:
         """`forward` of one unbatched step from `raw_features` (see `MetaNet`); output key -> (*shape)."""
         if self.out_channels != 1:
             raise SpecError(f"{type(self).__name__}.forward_fused writes one channel, the net has {self.out_channels}")
@@ -189,7 +191,9 @@ class DeepSetMLP(MetaNet):
             }
         return {k: _pointwise(self.head, t) for k, t in h.items()}
 
-    def forward_fused(self, raw: Features, inv_rms: Features, time: Features) -> Features:
+    def forward_fused(
+        self, raw: Features, inv_rms: Features, time: Features, spec: WeightSpec | None = None
+    ) -> Features:
         """`forward` of one unbatched step from `raw_features` (see `MetaNet`); output key -> (*shape)."""
         if self.out_channels != 1:
             raise SpecError(f"{type(self).__name__}.forward_fused writes one channel, the net has {self.out_channels}")
@@ -278,6 +282,83 @@ class GroupContextMLP(MetaNet):
                 sums[g] = v if g not in sums else sums[g] + v
                 counts[g] = counts.get(g, 0) + 1
         return {g: s / counts[g] for g, s in sums.items()}
+
+    @staticmethod
+    def _pooled(h: dict[str, torch.Tensor], plan: _GroupPlan) -> dict[str, torch.Tensor]:
+        """c_g (H, |g|) from channel-major (H, N) hidden features: `_group_means` unbatched."""
+        sums: dict[str, torch.Tensor] = {}
+        counts: dict[str, int] = {}
+        for k, t in h.items():
+            if not plan.members[k]:
+                continue
+            view = t.reshape(t.shape[0], *plan.factored[k])
+            nf = len(plan.factored[k])
+            for d, g in plan.members[k]:
+                others = tuple(1 + i for i in range(nf) if i != d)
+                v = view.mean(dim=others) if others else view
+                sums[g] = v if g not in sums else sums[g] + v
+                counts[g] = counts.get(g, 0) + 1
+        return {g: s / counts[g] for g, s in sums.items()}
+
+    @staticmethod
+    def _combine(
+        pre: torch.Tensor, vec: torch.Tensor, key: str, plan: _GroupPlan, ctx: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """relu(pre + vec + mean over the entry's permuted factors of their group context), (H, N).
+
+        `pre` (H, N) is the layer's per-element map without bias (overwritten), `vec` (H,)
+        its bias plus tensor context, `ctx` group -> (H, |g|) the mapped group contexts.
+        """
+        y = pre.add_(vec.unsqueeze(1))
+        members = plan.members[key]
+        if members:
+            factored = plan.factored[key]
+            y = y.reshape(y.shape[0], *factored)
+            for d, g in members:
+                view = [1] * len(factored)
+                view[d] = factored[d]
+                y = y.add_(ctx[g].reshape(y.shape[0], *view), alpha=1.0 / len(members))
+            y = y.reshape(pre.shape)
+        return torch.relu_(y)
+
+    def forward_fused(
+        self, raw: Features, inv_rms: Features, time: Features, spec: WeightSpec | None = None
+    ) -> Features:
+        """`forward` of one unbatched step from `raw_features` (see `MetaNet`); output key -> (*shape).
+
+        Channel-major throughout, biases and time folded into per-channel vectors. The
+        first layer runs its three maps (own, tensor, group) as one matmul over the raw
+        channels, normalizers folded into the columns, and pools the last two after
+        mapping (they are linear); later layers pool their input first and map the pooled
+        (H,) and (H, |g|) statistics, so only the per-element map touches every element.
+        """
+        if spec is None:
+            raise SpecError("GroupContextMLP needs the task model's spec (pass spec=...)")
+        if self.out_channels != 1:
+            raise SpecError(f"{type(self).__name__}.forward_fused writes one channel, the net has {self.out_channels}")
+        plan = self._plan(spec, list(raw))
+        hid = self.hidden
+        maps = (self.body[0], self.pooled[0], self.grouped[0])
+        pre, vec, grouped, shift = {}, {}, {}, {}
+        for k, r in raw.items():
+            n = r.shape[0]
+            out = (torch.cat([m.weight[:, :n] for m in maps]) * inv_rms[k]) @ r.reshape(n, -1)
+            own, tensor, group = (m.weight[:, n:] @ time[k] for m in maps)
+            pre[k], grouped[k] = out[:hid], out[2 * hid :]
+            vec[k] = self.body[0].bias + own + out[hid : 2 * hid].mean(1) + tensor
+            shift[k] = group
+        ctx = self._pooled(grouped, plan)
+        for g in ctx:
+            consts = [shift[k] for k in raw for _, member in plan.members[k] if member == g]
+            ctx[g] = ctx[g] + (sum(consts) / len(consts)).unsqueeze(1)
+        h = {k: self._combine(pre[k], vec[k], k, plan, ctx) for k in raw}
+        for layer, pool, group in zip(self.body[1:], self.pooled[1:], self.grouped[1:]):
+            ctx = {g: group.weight @ c for g, c in self._pooled(h, plan).items()}
+            h = {
+                k: self._combine(layer.weight @ t, layer.bias + pool.weight @ t.mean(1), k, plan, ctx)
+                for k, t in h.items()
+            }
+        return {k: _channel_major(self.head, t)[0].reshape(raw[k].shape[1:]) for k, t in h.items()}
 
     def forward(self, x: Features, spec: WeightSpec | None = None) -> Features:
         if spec is None:

@@ -49,7 +49,8 @@ def rule_from_config(config: dict) -> LearnedRule:
     features = FeatureConfig.from_dict(config["features"])
     in_channels = net_cfg.pop("in_channels")
     net = make_net(kind, in_channels, spec, **net_cfg)
-    return LearnedRule(net, features, nominal=config["nominal"], nominal_decay=config["nominal_decay"])
+    return LearnedRule(net, features, nominal=config["nominal"], nominal_decay=config["nominal_decay"],
+                       bound=config.get("bound", "none"))
 
 
 def load_rule(path: str | Path) -> LearnedRule:
