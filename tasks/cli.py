@@ -17,8 +17,9 @@ def add_parser(sub) -> None:
     inr.add_argument("--models", nargs="+", default=None, help="model names (default: the main comparison)")
     inr.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     inr.add_argument("--epochs", type=int, default=None, help="override every model's epoch count")
-    inr.add_argument("--augment", choices=("none", "symmetry", "full"), default=None,
-                     help="override every weight model's augmentation (full: inr_recipe + aligned mixup)")
+    inr.add_argument("--augment", default=None,
+                     help="override every weight model's augmentation: none, full (inr_recipe + aligned mixup) or "
+                          "'+'-joined parts of symmetry, bias_shift, affine, noise, mixup")
     inr.add_argument("--out", type=Path, default=Path("runs/inr-classify"))
     inr.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                      help="parallel training processes (one torch thread each)")

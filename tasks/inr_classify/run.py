@@ -33,20 +33,26 @@ class Settings:
     augment: str | None = None
 
 
-AUGMENTS = ("none", "symmetry", "full")
+PARTS = {"symmetry": A.RandomSymmetry, "bias_shift": A.SirenBiasShift, "affine": A.RandomInputAffine,
+         "noise": A.GaussianNoise}
 
 
 def augmentation(name: str, data: InrSplits) -> tuple[Callable | None, Callable | None]:
-    """(augment, mixup) of a recipe: "none"; "symmetry" (function-preserving: a random
-    group element with sign flips); "full" (`augment.inr_recipe`: symmetry, SIREN bias
-    shifts, input-space affine maps, noise; plus mixup of weight-matching-aligned partners)."""
-    if name not in AUGMENTS:
-        raise ValueError(f"unknown augmentation {name!r}; choose from {AUGMENTS}")
+    """(augment, mixup) of a recipe name: "none"; "full" (`augment.inr_recipe`: random
+    group element with sign flips, SIREN bias shifts, input-space affine maps, noise;
+    plus mixup of weight-matching-aligned partners); or parts of it joined by "+", from
+    symmetry, bias_shift, affine, noise, mixup (e.g. "symmetry", "symmetry+mixup")."""
     if name == "none":
         return None, None
-    if name == "symmetry":
-        return A.symmetry_recipe(data.spec), None
-    return A.inr_recipe(data.spec, omega0=data.siren.w0), A.Mixup(data.spec, data.num_classes, mode="aligned")
+    parts = set(PARTS) | {"mixup"} if name == "full" else set(name.split("+"))
+    unknown = parts - set(PARTS) - {"mixup"}
+    if unknown:
+        raise ValueError(f"unknown augmentation parts {sorted(unknown)} in {name!r}; use none, full or "
+                         f"'+'-joined parts of {sorted(PARTS) + ['mixup']}")
+    recipe = A.inr_recipe(data.spec, omega0=data.siren.w0)
+    chosen = [t for t in recipe.transforms if any(isinstance(t, PARTS[p]) for p in parts - {"mixup"})]
+    mixup = A.Mixup(data.spec, data.num_classes, mode="aligned") if "mixup" in parts else None
+    return (A.Compose(chosen) if chosen else None), mixup
 
 
 def train_one(name: str, data: InrSplits, seed: int, settings: Settings) -> dict:
@@ -112,6 +118,8 @@ def compare(data: InrSplits, names: list[str], settings: Settings, out: Path, co
     unknown = [n for n in names if n not in CHOICES]
     if unknown:
         raise ValueError(f"unknown models {unknown}; choose from {sorted(CHOICES)}")
+    if settings.augment:
+        augmentation(settings.augment, data)
     models = {}
     all_runs = run_all(names, data, settings)
     for name in names:

@@ -97,3 +97,24 @@ def test_torchrun_two_processes_match_one(tiny_zoo, tmp_path):
     assert abs(one["test_acc_mean"] - two["test_acc_mean"]) <= 0.05
     assert abs(one["val_acc_mean"] - two["val_acc_mean"]) <= 0.05
     assert (tmp_path / "two" / "models" / "stats.safetensors").is_file()
+
+
+def test_augmentation_recipes_by_name(tiny_zoo, tmp_path):
+    """Named recipes pick their parts of the INR recipe; "full" adds aligned mixup and
+    trains end to end; an unknown part is refused before any training."""
+    from tasks.inr_classify.data import InrSplits
+    from tasks.inr_classify.run import augmentation
+
+    data = InrSplits.load(tiny_zoo)
+    assert augmentation("none", data) == (None, None)
+    aug, mix = augmentation("symmetry+noise", data)
+    assert [type(t).__name__ for t in aug.transforms] == ["RandomSymmetry", "GaussianNoise"] and mix is None
+    aug, mix = augmentation("full", data)
+    assert len(aug.transforms) == 4 and mix.mode == "aligned"
+    out = tmp_path / "full"
+    assert _run(["run", "inr-classify", "--zoo", str(tiny_zoo), "--models", "stats", "--seeds", "0", "--epochs", "1",
+                 "--augment", "full", "--out", str(out), "--quiet", "--workers", "1"]) == 0
+    assert json.loads((out / "results.json").read_text())["models"]["stats"]["augment"] == "full"
+    with pytest.raises(ValueError, match="unknown augmentation parts"):
+        _run(["run", "inr-classify", "--zoo", str(tiny_zoo), "--models", "stats", "--augment", "symmetry+flip",
+              "--out", str(tmp_path / "bad"), "--quiet"])
