@@ -286,19 +286,8 @@ class GroupContextMLP(MetaNet):
     @staticmethod
     def _pooled(h: dict[str, torch.Tensor], plan: _GroupPlan) -> dict[str, torch.Tensor]:
         """c_g (H, |g|) from channel-major (H, N) hidden features: `_group_means` unbatched."""
-        sums: dict[str, torch.Tensor] = {}
-        counts: dict[str, int] = {}
-        for k, t in h.items():
-            if not plan.members[k]:
-                continue
-            view = t.reshape(t.shape[0], *plan.factored[k])
-            nf = len(plan.factored[k])
-            for d, g in plan.members[k]:
-                others = tuple(1 + i for i in range(nf) if i != d)
-                v = view.mean(dim=others) if others else view
-                sums[g] = v if g not in sums else sums[g] + v
-                counts[g] = counts.get(g, 0) + 1
-        return {g: s / counts[g] for g, s in sums.items()}
+        means = GroupContextMLP._group_means({k: t.unsqueeze(0) for k, t in h.items()}, plan)
+        return {g: c[0] for g, c in means.items()}
 
     @staticmethod
     def _combine(
