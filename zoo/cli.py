@@ -91,19 +91,18 @@ def _add_import(zsub) -> None:
     dws.add_argument("--chunk", type=int, default=1024, help="networks per shard")
     dws.set_defaults(run=run_import_dwsnets)
 
-    cnn = isub.add_parser("small-cnn-zoo", help="Small CNN Zoo arrays (weights.npy, layout.csv, metrics.csv[.gz])")
-    cnn.add_argument("folder", type=Path)
-    cnn.add_argument("--out", type=Path, required=True, help="zoo directory to write")
-    cnn.add_argument("--activation", choices=ACTIVATIONS, default=None, help="records its extra symmetry")
-    cnn.add_argument("--chunk", type=int, default=4096, help="networks per shard")
-    cnn.set_defaults(run=run_import_small_cnn_zoo)
-
-    ckpt = isub.add_parser("checkpoints", help="a folder of checkpoints of one architecture (class sub-folders give labels)")
-    ckpt.add_argument("folder", type=Path)
-    ckpt.add_argument("--out", type=Path, required=True, help="zoo directory to write")
-    ckpt.add_argument("--activation", choices=ACTIVATIONS, default=None, help="records its extra symmetry")
-    ckpt.add_argument("--chunk", type=int, default=1024, help="networks per shard")
-    ckpt.set_defaults(run=run_import_checkpoints)
+    for name, help_, chunk, run in (
+        ("small-cnn-zoo", "Small CNN Zoo arrays (weights.npy, layout.csv, metrics.csv[.gz])", 4096,
+         run_import_small_cnn_zoo),
+        ("checkpoints", "a folder of checkpoints of one architecture (class sub-folders give labels)", 1024,
+         run_import_checkpoints),
+    ):
+        folder = isub.add_parser(name, help=help_)
+        folder.add_argument("folder", type=Path)
+        folder.add_argument("--out", type=Path, required=True, help="zoo directory to write")
+        folder.add_argument("--activation", choices=ACTIVATIONS, default=None, help="records its extra symmetry")
+        folder.add_argument("--chunk", type=int, default=chunk, help="networks per shard")
+        folder.set_defaults(run=run)
 
 
 def _import_command(args: argparse.Namespace, positional: tuple[str, ...]) -> list[str]:

@@ -17,7 +17,7 @@ from weightspace import augment as A
 from weightspace.io.save import write_atomic, write_json
 
 from .data import InrSplits
-from .models import CHOICES, Choice
+from .models import CHOICES
 
 
 @dataclass
