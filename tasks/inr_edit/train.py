@@ -16,14 +16,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from tasks.training import FitResult, WeightData
+from tasks.training import FitConfig, FitResult, WeightData
 
 from .models import WeightEditor
 
 
 @dataclass
-class EditConfig:
-    """Optimization settings (AdamW, cosine decay, gradient clipping).
+class EditConfig(FitConfig):
+    """`FitConfig` (AdamW, cosine decay, gradient clipping) for editors, 30 epochs by default.
 
     permute: draw a random element of the spec's group for each training INR (the
     target image does not change), the symmetry augmentation a non-equivariant
@@ -31,14 +31,7 @@ class EditConfig:
     """
 
     epochs: int = 30
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    grad_clip: float | None = 1.0
-    seed: int = 0
     permute: bool = False
-    device: str = "cpu"
-    progress: bool = True
 
 
 def render_loss(editor: WeightEditor, weights: dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:

@@ -8,16 +8,9 @@ import torch
 from weightspace.errors import SpecError
 from weightspace.lopt import LearnedRule, init_state, load_rule, rule_from_config, save_rule
 from weightspace.testing import random_cnn_spec
+from tests.lopt.cases import perturbed
 
 KINDS = ("mlp", "deepset", "groups", "graph")
-
-
-def _perturbed(rule: LearnedRule, seed: int) -> LearnedRule:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in rule.net.parameters():
-            p.add_(3.0 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
-    return rule
 
 
 def _extreme_inputs(spec, scale: float, step: float, seed: int):
@@ -52,7 +45,7 @@ def _ratios(rule: LearnedRule, spec, scale: float, step: float) -> list[float]:
 @pytest.mark.parametrize(("scale", "step"), [(1.0, 10.0), (1e6, 1e5)])
 def test_bounded_update_never_exceeds_the_nominal_bound(kind, scale, step, nominal):
     spec = random_cnn_spec([2, 3, 4], 3, 4, 5)
-    rule = _perturbed(LearnedRule.build(kind, spec=spec, hidden=6, nominal=nominal).double(), 1)
+    rule = perturbed(LearnedRule.build(kind, spec=spec, hidden=6, nominal=nominal).double(), 1, scale=3.0)
     ratios = _ratios(rule, spec, scale, step)
     assert max(ratios) <= 1.0 + 1e-9, ratios
     assert max(ratios) > 0.5, "the learned term should be large here, or the check proves nothing"
@@ -63,7 +56,7 @@ def test_unbounded_rule_breaks_the_bound(kind):
     """With tiny gradient momenta (the SGD-momentum nominal is tiny) the unbounded f is not."""
     spec = random_cnn_spec([2, 3, 4], 3, 4, 5)
     rule = LearnedRule.build(kind, spec=spec, hidden=6, nominal="sgdm", bound="none", beta=3.0)
-    rule = _perturbed(rule.double(), 1)
+    rule = perturbed(rule.double(), 1, scale=3.0)
     assert max(_ratios(rule, spec, 1e6, 1e5)) > 1e3
 
 
@@ -71,7 +64,8 @@ def test_unbounded_rule_breaks_the_bound(kind):
 @pytest.mark.parametrize("bound", ["relative", "none"])
 def test_zero_momentum_is_a_fixed_point_only_with_the_bound(bound, nominal):
     spec = random_cnn_spec([2, 3, 4], 3, 4, 5)
-    rule = _perturbed(LearnedRule.build("deepset", hidden=6, nominal=nominal, bound=bound, beta=3.0).double(), 2)
+    rule = LearnedRule.build("deepset", hidden=6, nominal=nominal, bound=bound, beta=3.0).double()
+    rule = perturbed(rule, 2, scale=3.0)
     gen = torch.Generator().manual_seed(4)
     params = {k: torch.randn(e.shape, generator=gen, dtype=torch.float64) for k, e in spec.entries.items()}
     states = {k: init_state(v, rule.features) for k, v in params.items()}

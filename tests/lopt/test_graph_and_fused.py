@@ -8,17 +8,10 @@ import torch
 from tasks.lopt.meta_train import MetaConfig, build_rule, meta_objective, meta_train
 from weightspace.lopt import FeatureConfig, LearnedRule, LoptError, init_state, make_net
 from weightspace.testing import random_cnn_spec, random_mlp_spec
+from tests.lopt.cases import perturbed
 
 FAMILY = "mlp-digits-tiny"
 HELD_OUT_SEEDS = [900, 901]
-
-
-def _perturbed(rule: LearnedRule, seed: int) -> LearnedRule:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in rule.net.parameters():
-            p.add_(0.3 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
-    return rule
 
 
 def _steps(rule: LearnedRule, params: dict[str, torch.Tensor], n: int, spec=None) -> dict[str, torch.Tensor]:
@@ -36,7 +29,7 @@ def test_fused_path_matches_the_reference_features(kind, bound):
     params = {k: torch.randn(e.shape, generator=gen, dtype=torch.float64) for k, e in spec.entries.items()}
     if kind != "groups":
         params["scale"] = torch.randn((), generator=gen, dtype=torch.float64)
-    rule = _perturbed(LearnedRule.build(kind, hidden=6, layers=3, bound=bound, alpha=0.3).double(), 1)
+    rule = perturbed(LearnedRule.build(kind, hidden=6, layers=3, bound=bound, alpha=0.3).double(), 1)
     with torch.no_grad():
         rule.log_beta.fill_(0.0)
     fused = _steps(rule, params, 3, spec)
@@ -52,7 +45,7 @@ def test_fused_path_matches_the_reference_features(kind, bound):
 def test_fused_path_backpropagates_like_the_reference(kind):
     spec = random_mlp_spec([4, 5, 3])
     params = {k: torch.randn(e.shape, dtype=torch.float64) for k, e in spec.entries.items()}
-    rule = _perturbed(LearnedRule.build(kind, hidden=6).double(), 2)
+    rule = perturbed(LearnedRule.build(kind, hidden=6).double(), 2)
     grads = []
     for fused in (True, False):
         rule.fused = fused

@@ -9,6 +9,7 @@ import weightspace as ws
 from weightspace.errors import CheckpointError, SpecError
 from weightspace.lopt import LearnedOptimizer, LearnedRule, init_state, load_rule, save_rule
 from weightspace.testing import assert_equivariant, assert_negative_control, random_cnn_spec, random_mlp_spec
+from tests.lopt.cases import perturbed
 
 KINDS = ("mlp", "deepset", "groups", "unf", "graph")
 
@@ -16,15 +17,6 @@ KINDS = ("mlp", "deepset", "groups", "unf", "graph")
 def _mlp(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
-
-
-def _perturbed(rule: LearnedRule, seed: int) -> LearnedRule:
-    """The rule with a meta-network output far from zero, so f matters in the checks."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in rule.net.parameters():
-            p.add_(0.3 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
-    return rule
 
 
 def _rule_fn(rule: LearnedRule, spec):
@@ -46,7 +38,7 @@ def _rule_fn(rule: LearnedRule, spec):
 @pytest.mark.parametrize("make_spec", [lambda: random_mlp_spec([4, 5, 3, 2]), lambda: random_cnn_spec([2, 3, 4], 3, 4, 5)])
 def test_rule_step_commutes_with_spec_permutations(kind, make_spec):
     spec = make_spec()
-    rule = _perturbed(LearnedRule.build(kind, spec=spec, hidden=8).double(), 1)
+    rule = perturbed(LearnedRule.build(kind, spec=spec, hidden=8).double(), 1)
     assert_equivariant(_rule_fn(rule, spec), spec, n_trials=2, rtol=1e-9, atol=1e-10)
 
 
@@ -55,14 +47,14 @@ def test_spec_aware_rules_read_across_entries(kind):
     """Negative control: permuting one axis of one entry alone must break commutation,
     which a rule that treats every tensor on its own would pass."""
     spec = random_mlp_spec([4, 5, 3, 2])
-    rule = _perturbed(LearnedRule.build(kind, spec=spec, hidden=8).double(), 2)
+    rule = perturbed(LearnedRule.build(kind, spec=spec, hidden=8).double(), 2)
     assert_negative_control(_rule_fn(rule, spec), spec, spec_out=spec, margin=1e-7)
 
 
 @pytest.mark.parametrize("kind", ["mlp", "deepset"])
 def test_per_tensor_rules_do_not_read_across_entries(kind):
     spec = random_mlp_spec([4, 5, 3, 2])
-    rule = _perturbed(LearnedRule.build(kind, hidden=8).double(), 2)
+    rule = perturbed(LearnedRule.build(kind, hidden=8).double(), 2)
     with pytest.raises(AssertionError):
         assert_negative_control(_rule_fn(rule, spec), spec, spec_out=spec, margin=1e-7)
 
@@ -85,7 +77,7 @@ def _train(model, opt, steps: int, seed: int) -> list[float]:
 def test_training_a_permuted_model_gives_the_permuted_trajectory(kind):
     model = _mlp().double()
     spec = ws.parse(model, (torch.randn(2, 6, dtype=torch.float64),))
-    rule = _perturbed(LearnedRule.build(kind, spec=spec, hidden=8).double(), 3)
+    rule = perturbed(LearnedRule.build(kind, spec=spec, hidden=8).double(), 3)
     g = spec.random_element(torch.Generator().manual_seed(4))
     twin = _mlp().double()
     twin.load_state_dict(spec.apply(model.state_dict(), g))
@@ -103,7 +95,7 @@ def test_training_a_permuted_model_gives_the_permuted_trajectory(kind):
 def test_state_dict_resume_is_identical(kind, tmp_path):
     model = _mlp().double()
     spec = ws.parse(model, (torch.randn(2, 6, dtype=torch.float64),))
-    rule = _perturbed(LearnedRule.build(kind, spec=spec, hidden=8).double(), 6)
+    rule = perturbed(LearnedRule.build(kind, spec=spec, hidden=8).double(), 6)
     opt = LearnedOptimizer(model.named_parameters(), rule, spec=spec)
     _train(model, opt, 3, seed=7)
     torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, tmp_path / "ckpt.pt")
@@ -122,7 +114,7 @@ def test_state_dict_resume_is_identical(kind, tmp_path):
 @pytest.mark.parametrize("kind", KINDS)
 def test_save_load_rule_round_trip(kind, tmp_path):
     spec = random_mlp_spec([4, 5, 3])
-    rule = _perturbed(LearnedRule.build(kind, spec=spec, hidden=8, nominal="adam", alpha=0.2, beta=0.5), 9)
+    rule = perturbed(LearnedRule.build(kind, spec=spec, hidden=8, nominal="adam", alpha=0.2, beta=0.5), 9)
     path = save_rule(rule, tmp_path / "rule.safetensors")
     back = load_rule(path)
     assert back.config() == rule.config()
@@ -143,7 +135,7 @@ def test_load_rule_rejects_foreign_file(tmp_path):
 def test_lr_scheduler_scales_the_update():
     """Halving the group lr halves the step; StepLR changes it like any optimizer's."""
     base = _mlp().double()
-    rule = _perturbed(LearnedRule.build("deepset", hidden=8).double(), 10)
+    rule = perturbed(LearnedRule.build("deepset", hidden=8).double(), 10)
     steps = []
     for lr in (1.0, 0.5):
         model = _mlp().double()
@@ -177,6 +169,6 @@ def test_unf_rule_refuses_another_architecture():
 
 def test_unf_rule_transfers_across_widths():
     """Same weights, other hidden width: still equivariant on the new spec."""
-    rule = _perturbed(LearnedRule.build("unf", spec=random_mlp_spec([4, 5, 3]), hidden=4).double(), 13)
+    rule = perturbed(LearnedRule.build("unf", spec=random_mlp_spec([4, 5, 3]), hidden=4).double(), 13)
     wider = random_mlp_spec([4, 9, 3])
     assert_equivariant(_rule_fn(rule, wider), wider, n_trials=2, rtol=1e-9, atol=1e-10)

@@ -63,16 +63,13 @@ class FeatureEdgeEncoder(nn.Module):
             + self.shape(torch.log1p(g.class_shape.to(dtype)))
         )
         out = classes[g.edge_class]
-        for w in torch.unique(g.class_width).tolist():
-            if w == 0:
-                continue
+        for w, ids, where in g.width_slices():
             if w not in self.widths:
                 raise LoptError(
                     f"the task model has edges carrying {w} values (a kernel of that size); this graph "
                     f"meta-network reads widths {self.widths} (build it with widths=...)"
                 )
-            ids = torch.nonzero(g.edge_width == w).flatten()
-            rows = values[g.edge_off[ids, None] + torch.arange(w, device=ids.device)]
+            rows = values[where]
             out = out.index_add(0, ids, self.project[str(w)](rows.reshape(ids.shape[0], -1)))
         return out
 

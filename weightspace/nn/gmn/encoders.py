@@ -112,16 +112,13 @@ class EdgeEncoder(nn.Module):
         out = classes[g.edge_class]
         if not self.normalize:
             rms = torch.ones_like(rms)
-        for w in torch.unique(g.class_width).tolist():
-            if w == 0:
-                continue
+        for w, ids, where in g.width_slices():
             if w not in self.widths:
                 raise GMNError(
                     f"the batch has edges carrying {w} values (a kernel of that size); this encoder reads widths "
                     f"{self.widths}. Build the model with edge_widths(...) of your structures."
                 )
-            ids = torch.nonzero(g.edge_width == w).flatten()
-            vals = g.edge_val[g.edge_off[ids, None] + torch.arange(w, device=ids.device)]
+            vals = g.edge_val[where]
             key = str(w)
             vals = vals.to(dtype) / rms[g.edge_class[ids], None]
             out = out.index_add(0, ids, self.project[key](self.fourier[key](vals)))

@@ -59,6 +59,15 @@ class GraphInputs:
         """(E,) the graph of each edge."""
         return self.node_graph[self.edge_index[0]]
 
+    def width_slices(self):
+        """Per value width w > 0 present in the batch: (w, edge ids (n,), their values' positions
+        in `edge_val` (n, w)) — how encoders read the w values each edge carries."""
+        for w in torch.unique(self.class_width).tolist():
+            if w == 0:
+                continue
+            ids = torch.nonzero(self.edge_width == w).flatten()
+            yield w, ids, self.edge_off[ids, None] + torch.arange(w, device=ids.device)
+
     def homogeneous(self) -> bool:
         """Whether every graph shares one structure (the fast batched paths apply)."""
         return all(s is self.structures[0] for s in self.structures[1:])
