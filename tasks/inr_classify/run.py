@@ -17,7 +17,7 @@ from weightspace import augment as A
 from weightspace.io.save import write_atomic, write_json
 
 from .data import InrSplits
-from .models import CHOICES
+from .models import CHOICES, Choice
 
 
 @dataclass
@@ -55,6 +55,11 @@ def augmentation(name: str, data: InrSplits) -> tuple[Callable | None, Callable 
     return (A.Compose(chosen) if chosen else None), mixup
 
 
+def augment_name(choice: Choice, settings: Settings) -> str:
+    """The augmentation a model trains with: the settings' override, else its own; none on pixels."""
+    return (settings.augment or choice.augment) if choice.reads == "weights" else "none"
+
+
 def train_one(name: str, data: InrSplits, seed: int, settings: Settings) -> dict:
     """One model, one seed: test accuracy of the best-validation epoch, its curves and
     the selected weights (a state dict, so that worker processes can return it)."""
@@ -65,7 +70,7 @@ def train_one(name: str, data: InrSplits, seed: int, settings: Settings) -> dict
     model = choice.build(data)
     cfg = FitConfig(epochs=settings.epochs or choice.epochs, batch_size=settings.batch_size, lr=choice.lr,
                     weight_decay=settings.weight_decay, seed=seed, progress=settings.progress)
-    augment, mixup = augmentation(settings.augment or choice.augment, data) if choice.reads == "weights" else (None, None)
+    augment, mixup = augmentation(augment_name(choice, settings), data)
     result = fit(model, splits["train"], splits["val"], cfg, prepare=prepare, augment=augment, mixup=mixup,
                  test=splits["test"], desc=f"{choice.name} seed {seed}")
     return {"test_acc": result.test, "val_acc": result.best_val, "best_epoch": result.best_epoch,
@@ -137,7 +142,7 @@ def compare(data: InrSplits, names: list[str], settings: Settings, out: Path, co
             "params": runs[0]["params"],
             "train_seconds_mean": statistics.fmean(r["seconds"] for r in runs),
             "seeds": list(settings.seeds),
-            "augment": (settings.augment or CHOICES[name].augment) if CHOICES[name].reads == "weights" else "none",
+            "augment": augment_name(CHOICES[name], settings),
             "saved": {"path": str(out / "models" / f"{name}.safetensors"), "seed": settings.seeds[runs.index(best)],
                       "test_acc": best["test_acc"]},
             "test_acc": accs,

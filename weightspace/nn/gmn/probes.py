@@ -168,9 +168,8 @@ class ProbeFeatures(nn.Module):
         v = self.structure.num_values
         values = g.edge_val[g.value_ptr[graphs, None] + torch.arange(v, device=graphs.device)].to(dtype)
         per_unit = self._run(values)
-        acts = self._scatter(per_unit)
         units = torch.cat([u.nodes for u in self.units]).to(graphs.device)
-        feats = self.project(self.norm(acts[:, units]))
+        feats = self.project(self.norm(torch.cat(per_unit, dim=1)))
         where = (g.node_ptr[graphs, None] + units).flatten()
         if self._fixed_units:
             fixed = torch.cat([per_unit[i].flatten(1) for i in self._fixed_units], dim=1)
