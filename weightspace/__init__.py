@@ -6,6 +6,7 @@ parameter graphs, metanetworks, alignment, augmentation and learned optimizers.
     import weightspace as ws
     sd = ws.load("model.safetensors")          # safe loading, any supported format
     spec = ws.parse(model, (x,))               # traced with torch.export, verified
+    parsed = ws.parse_model(model, (x,))       # the same, keeping the trace's roles and sites
     spec = ws.infer_spec(sd)                   # bare state dict (MLP/SIREN/conv chains)
     g = spec.random_element(torch.Generator().manual_seed(0))
     sd2 = spec.apply(sd, g)                    # same function, permuted weights
@@ -31,6 +32,8 @@ _LAZY = {
     "save": ("weightspace.io", "save"),
     "load_spec": ("weightspace.io", "load_spec"),
     "parse": ("weightspace.parser", "parse"),
+    "parse_model": ("weightspace.parser", "parse_model"),
+    "ParsedModel": ("weightspace.parser", "ParsedModel"),
     "infer_spec": ("weightspace.parser", "infer_spec"),
 }
 
@@ -63,6 +66,7 @@ __all__ = [
     "GroupElement",
     "InferenceError",
     "KeyMismatchError",
+    "ParsedModel",
     "ShapeMismatchError",
     "SpecError",
     "SpecVerificationError",
@@ -75,5 +79,6 @@ __all__ = [
     "load",
     "load_spec",
     "parse",
+    "parse_model",
     "save",
 ]

@@ -29,12 +29,12 @@ import torch
 from torch import nn
 
 from weightspace.examples import siren
-from weightspace.graph import flatten_values, graph_structure, trace_roles
+from weightspace.graph import flatten_values, graph_structure
 from weightspace.graph.pyg import batch_pyg
 from weightspace.nn.gmn import GMNClassifier, edge_widths, graph_inputs
 from weightspace.nn.gmn.encoders import EdgeEncoder, NodeEncoder
 from weightspace.nn.gmn.mlp import mlp
-from weightspace.parser import parse
+from weightspace.parser import parse_model
 
 
 class DenseRelationalLayer(nn.Module):
@@ -105,8 +105,8 @@ def _time(model, batch, repeats: int) -> float:
 def siren_timing(networks: int, hidden: int, layers: int, heads: int, repeats: int) -> dict:
     torch.manual_seed(0)
     model, inputs = siren((2, 32, 32, 1)), (torch.rand(16, 2),)
-    spec, roles = parse(model, inputs), trace_roles(model, inputs)
-    structure = graph_structure(spec, {k: v.dtype for k, v in model.state_dict().items()}, roles)
+    parsed = parse_model(model, inputs)
+    structure = graph_structure(parsed.spec, {k: v.dtype for k, v in model.state_dict().items()}, parsed.roles)
     stacked = {k: v + 0.01 * torch.randn(networks, *v.shape) for k, v in model.state_dict().items()}
     batch = batch_pyg(structure, flatten_values(structure, stacked, batch_dims=1))
     widths = edge_widths(structure)
@@ -132,9 +132,9 @@ def _resnet18_structure():
     model, inputs = _resnet18()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        spec, roles = parse(model, inputs, verify=False), trace_roles(model, inputs)
+        parsed = parse_model(model, inputs, verify=False)
     sd = model.state_dict()
-    structure = graph_structure(spec, {k: v.dtype for k, v in sd.items()}, roles)
+    structure = graph_structure(parsed.spec, {k: v.dtype for k, v in sd.items()}, parsed.roles)
     return structure, {k: v[None] for k, v in sd.items()}
 
 

@@ -23,9 +23,9 @@ import torch
 from torch_geometric.data import Batch
 
 from weightspace.examples import siren
-from weightspace.graph import build_graph, graph_structure, trace_roles
+from weightspace.graph import build_graph, from_parsed, graph_structure
 from weightspace.graph.pyg import batch_pyg, to_pyg
-from weightspace.parser import parse
+from weightspace.parser import parse_model
 
 
 def _best(fn, repeats: int) -> tuple[float, object]:
@@ -41,7 +41,8 @@ def siren_batch(n: int, repeats: int) -> dict:
     torch.manual_seed(0)
     model = siren((2, 32, 32, 1))
     inputs = (torch.rand(16, 2),)
-    spec, roles = parse(model, inputs), trace_roles(model, inputs)
+    parsed = parse_model(model, inputs)
+    spec, roles = parsed.spec, parsed.roles
     sd = model.state_dict()
     stacked = {k: v + 0.01 * torch.randn(n, *v.shape) for k, v in sd.items()}
     singles = [{k: v[i] for k, v in stacked.items()} for i in range(n)]
@@ -100,13 +101,10 @@ def resnet18(repeats: int) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t = time.perf_counter()
-        spec = parse(model, inputs, verify=False)
+        parsed = parse_model(model, inputs, verify=False)
         t_parse = time.perf_counter() - t
-        t = time.perf_counter()
-        roles = trace_roles(model, inputs)
-        t_roles = time.perf_counter() - t
     sd = model.state_dict()
-    t_build, graph = _best(lambda: build_graph(spec, sd, roles), repeats)
+    t_build, graph = _best(lambda: from_parsed(parsed, sd), repeats)
     st = graph.structure
     tensors = [st.node_type, st.node_layer, st.node_pos, st.edge_index, st.edge_type, st.edge_layer,
                st.edge_width, st.edge_off, st.edge_shape]
@@ -117,12 +115,12 @@ def resnet18(repeats: int) -> dict:
     data_bytes = sum(t.numel() * t.element_size() for t in data.values() if isinstance(t, torch.Tensor))
     print(f"ResNet-18 ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters): "
           f"{graph.num_nodes:,} nodes, {graph.num_edges:,} edges, {graph.values.numel():,} values")
-    print(f"  parse (no verification) {t_parse:.2f}s, roles trace {t_roles:.2f}s, build_graph {t_build:.3f}s")
+    print(f"  parse (one trace, no verification) {t_parse:.2f}s, build_graph {t_build:.3f}s")
     print(f"  structure {structure_bytes / 2**20:.1f} MiB + values {value_bytes / 2**20:.1f} MiB "
           f"(state dict {weight_bytes / 2**20:.1f} MiB); PyG Data {data_bytes / 2**20:.1f} MiB")
     return {
         "nodes": graph.num_nodes, "edges": graph.num_edges, "values": graph.values.numel(),
-        "build_s": t_build, "parse_s": t_parse, "roles_s": t_roles,
+        "build_s": t_build, "parse_s": t_parse,
         "structure_bytes": structure_bytes, "value_bytes": value_bytes, "state_dict_bytes": weight_bytes, "pyg_data_bytes": data_bytes,
     }
 

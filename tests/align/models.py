@@ -11,8 +11,8 @@ from tests.parser.architectures import by_name
 
 
 @lru_cache(maxsize=None)
-def parsed(name: str):
-    """(model, example_inputs, spec) of a catalog architecture (HF ones skip without transformers)."""
+def parsed_model(name: str):
+    """(model, example_inputs, ParsedModel) of a catalog architecture (HF ones skip without transformers)."""
     import weightspace as ws
 
     arch = by_name(name)
@@ -21,8 +21,14 @@ def parsed(name: str):
     model, inputs = arch.build()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        spec = ws.parse(model, inputs)
-    return model, inputs, spec
+        result = ws.parse_model(model, inputs)
+    return model, inputs, result
+
+
+def parsed(name: str):
+    """(model, example_inputs, spec) of a catalog architecture, from the one cached parse."""
+    model, inputs, result = parsed_model(name)
+    return model, inputs, result.spec
 
 
 def state(model) -> dict[str, torch.Tensor]:

@@ -7,7 +7,7 @@ import torch
 from weightspace.align import activation_matching, weight_matching
 from weightspace.align.identity import output_change
 
-from .models import noisy, parsed, snapshot, state, unchanged
+from .models import noisy, parsed, parsed_model, snapshot, state, unchanged
 
 MODELS = ["mlp", "cnn_bn", "resnet_blocks", "transformer_block", "hf_gpt2", "hf_bert_cls"]
 
@@ -32,11 +32,12 @@ def test_weight_matched_b_has_the_same_outputs(name):
 
 @pytest.mark.parametrize("name", ["mlp", "resnet_blocks", "transformer_block"])
 def test_activation_matched_b_has_the_same_outputs(name):
-    model, inputs, spec = parsed(name)
+    model, inputs, result = parsed_model(name)
+    spec = result.spec
     a = state(model)
     b = noisy(spec.apply(a, spec.random_element(torch.Generator().manual_seed(6))), 0.3, seed=8)
     b_copy = snapshot(b)
     before = snapshot(state(model))
-    g = activation_matching(model, spec, a, b, [inputs])
+    g = activation_matching(model, a, b, [inputs], parsed=result)
     assert output_change(model, b, spec.apply(b, g), inputs) < 1e-5
     assert unchanged(b, b_copy) and unchanged(state(model), before)

@@ -8,9 +8,8 @@ import warnings
 import torch
 
 from tests.parser.architectures import CATALOG, by_name
-from weightspace.graph import ParamGraph, bucket, build_graph, roles_from_trace
-from weightspace.parser.build import build_spec
-from weightspace.parser.trace import trace
+from weightspace.graph import ParamGraph, bucket, build_graph
+from weightspace.parser import parse_model
 
 NAMES = [a.name for a in CATALOG]
 
@@ -26,8 +25,8 @@ def traced(name: str):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model, inputs = arch.build()
-        tr = trace(model, inputs)
-    return model, build_spec(tr), roles_from_trace(tr)
+        parsed = parse_model(model, inputs, verify=False)
+    return model, parsed.spec, parsed.roles
 
 
 def graph_of(name: str) -> tuple[ParamGraph, dict]:

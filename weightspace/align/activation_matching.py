@@ -17,8 +17,9 @@ from typing import Any, Iterable, Mapping
 import torch
 from torch import nn
 
+from ..parser import ParsedModel, Site, parse_model
 from ..spec import GroupElement, WeightSpec
-from .activations import GroupActivations, Site
+from .activations import GroupActivations
 from .data import input_batches
 from .errors import AlignError
 from .lap import assignment_value, best_permutation
@@ -124,26 +125,30 @@ def _solve(spec: WeightSpec, corr_single: dict[str, torch.Tensor], corr_joint: d
 
 def activation_matching(
     model: nn.Module,
-    spec: WeightSpec,
     sd_a: Mapping[str, torch.Tensor],
     sd_b: Mapping[str, torch.Tensor],
     batches: Iterable[Any],
     *,
+    parsed: ParsedModel | None = None,
     max_batches: int | None = None,
 ) -> GroupElement:
-    """The element g such that `spec.apply(sd_b, g)` is B aligned to A by activations.
+    """The element g such that `parsed.spec.apply(sd_b, g)` is B aligned to A by activations.
 
     Args:
-        model: template module of both models (never modified); spec from `ws.parse(model, ...)`.
-        batches: inputs or (inputs, targets) batches, all of one shape (the graph is
-            traced on the first); eval mode.
+        model: template module of both models (never modified).
+        batches: inputs or (inputs, targets) batches, all of one shape; eval mode.
+        parsed: `ws.parse_model(model, ...)` on a batch of that shape, whose trace gives
+            the activation sites; by default the model is parsed (once) on the first batch.
         max_batches: use at most this many batches.
     """
-    check_pair(sd_a, sd_b, spec)
     inputs = list(input_batches(batches, max_batches))
     if not inputs:
         raise AlignError("activation matching needs at least one batch of data")
-    acts = GroupActivations(model, spec, inputs[0])
+    if parsed is None:
+        parsed = parse_model(model, inputs[0])
+    spec = parsed.spec
+    check_pair(sd_a, sd_b, spec)
+    acts = GroupActivations(model, parsed)
     if acts.unreached:
         raise AlignError(f"groups {list(acts.unreached)[:6]} act on no activation of the traced forward")
     plan = _plan(spec, acts.sites)

@@ -6,8 +6,9 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from ..parser.runtime import mode, relative_change
 from ..parser.trace import tensor_leaves
-from .modules import mode, with_weights
+from .modules import with_weights
 
 
 @torch.no_grad()
@@ -19,17 +20,10 @@ def output_change(
     In train mode both runs start from the same RNG state; BatchNorm uses batch
     statistics, so this checks the buffers-free function too.
     """
-    worst = 0.0
     outs = []
     for weights in (sd, sd_moved):
         net = with_weights(model, weights)
         with mode(net, train), torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             outs.append(tensor_leaves(net(*args)))
-    for a, b in zip(*outs):
-        if a.shape != b.shape:
-            return float("inf")
-        scale = float(a.abs().max()) if a.numel() else 0.0
-        diff = float((a.double() - b.double()).abs().max()) if a.numel() else 0.0
-        worst = max(worst, diff / max(scale, 1e-12))
-    return worst
+    return relative_change(*outs)

@@ -1,24 +1,14 @@
 """A private copy of a template module carrying given weights (the caller's module is never touched)."""
 from __future__ import annotations
 
-import contextlib
 import copy
 from typing import Mapping
 
 import torch
 from torch import nn
 
+from ..parser.runtime import tied_groups
 from .errors import AlignError
-
-
-def tied_groups(model: nn.Module) -> dict[str, list[str]]:
-    """State-dict keys of `model` grouped by the tensor they share (first key -> all keys)."""
-    first: dict[int, str] = {}
-    groups: dict[str, list[str]] = {}
-    for key, t in model.state_dict(keep_vars=True).items():
-        head = first.setdefault(id(t), key)
-        groups.setdefault(head, []).append(key)
-    return groups
 
 
 def complete(model: nn.Module, sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -56,15 +46,3 @@ def state_of(model: nn.Module, keys) -> dict[str, torch.Tensor]:
     """Detached copies of `model`'s state for `keys`."""
     sd = model.state_dict()
     return {k: sd[k].detach().clone() for k in keys}
-
-
-@contextlib.contextmanager
-def mode(model: nn.Module, train: bool):
-    """Temporarily set train/eval mode on every submodule, restoring each flag after."""
-    saved = {m: m.training for m in model.modules()}
-    model.train(train)
-    try:
-        yield model
-    finally:
-        for m, flag in saved.items():
-            m.training = flag

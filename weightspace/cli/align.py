@@ -61,7 +61,7 @@ def _element(args, model, spec, sd_a, sd_b, data, console):
     if data is None:
         raise WeightspaceError(f"--method {args.method} needs --data")
     if args.method == "activation":
-        return align.activation_matching(model, spec, sd_a, sd_b, data)
+        return align.activation_matching(model, sd_a, sd_b, data)
     m = align.match_ste(model, spec, sd_a, sd_b, data, generator=gen)
     console.print(f"STE matching: midpoint loss {m.losses[0]:.4g} -> {m.losses[-1]:.4g} over {len(m.losses)} steps")
     return m.element

@@ -6,12 +6,16 @@ import importlib
 import warnings
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 from ..errors import WeightspaceError
 from ..spec import WeightSpec
+
+if TYPE_CHECKING:
+    from ..parser import ParsedModel
 
 
 def add_parser(sub) -> None:
@@ -26,8 +30,8 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def _from_factory(target: str, strict: bool) -> WeightSpec:
-    from ..parser import parse
+def _from_factory(target: str, strict: bool) -> ParsedModel:
+    from ..parser import parse_model
 
     module_name, _, attr = target.partition(":")
     factory = getattr(importlib.import_module(module_name), attr or "build")
@@ -35,7 +39,7 @@ def _from_factory(target: str, strict: bool) -> WeightSpec:
     if not (isinstance(built, tuple) and len(built) == 2):
         raise WeightspaceError(f"{target} must return (model, example_inputs), got {type(built).__name__}")
     model, inputs = built
-    return parse(model, inputs if isinstance(inputs, tuple) else (inputs,), strict=strict)
+    return parse_model(model, inputs if isinstance(inputs, tuple) else (inputs,), strict=strict)
 
 
 def _from_checkpoint(path: str, activation: str | None) -> tuple[WeightSpec, str]:
@@ -48,24 +52,26 @@ def _from_checkpoint(path: str, activation: str | None) -> tuple[WeightSpec, str
     return infer_spec(load(path), activation=activation), "inferred from names and shapes"
 
 
-def resolve(args) -> tuple[WeightSpec, str]:
-    """The spec the arguments point at, and a line saying where it came from."""
+def resolve(args) -> tuple[WeightSpec, str, ParsedModel | None]:
+    """(spec, where it came from, the ParsedModel when the target was traced, else None)."""
     if args.example:
         from .. import examples
 
         if args.example == "siren-file":
             spec, how = _from_checkpoint(str(examples.BUNDLED), args.activation or "sin")
-            return spec, f"{examples.BUNDLED.name}: {how}"
+            return spec, f"{examples.BUNDLED.name}: {how}", None
         model, inputs = examples.build(args.example)
-        from ..parser import parse
+        from ..parser import parse_model
 
-        return parse(model, inputs, strict=args.strict), f"example {args.example!r}: traced with torch.export"
+        parsed = parse_model(model, inputs, strict=args.strict)
+        return parsed.spec, f"example {args.example!r}: traced with torch.export", parsed
     if not args.target:
         raise WeightspaceError("give a checkpoint path, MODULE:FACTORY, or --example NAME")
     if ":" in args.target and not Path(args.target).exists():
-        return _from_factory(args.target, args.strict), f"{args.target}: traced with torch.export"
+        parsed = _from_factory(args.target, args.strict)
+        return parsed.spec, f"{args.target}: traced with torch.export", parsed
     spec, how = _from_checkpoint(args.target, args.activation)
-    return spec, f"{args.target}: {how}"
+    return spec, f"{args.target}: {how}", None
 
 
 def render(spec: WeightSpec, origin: str, console: Console) -> None:
@@ -95,26 +101,12 @@ def render(spec: WeightSpec, origin: str, console: Console) -> None:
         console.print(f"note: {note}")
 
 
-def _model(args):
-    """(model, example_inputs) behind the arguments, or None for a checkpoint."""
-    if args.example and args.example != "siren-file":
-        from .. import examples
+def graph_of(args, spec: WeightSpec, parsed: ParsedModel | None):
+    """The parameter graph: roles from the parse's trace for modules, conventions for checkpoints."""
+    from ..graph import build_graph, from_parsed
 
-        return examples.build(args.example)
-    if args.target and ":" in args.target and not Path(args.target).exists():
-        module_name, _, attr = args.target.partition(":")
-        return getattr(importlib.import_module(module_name), attr or "build")()
-    return None
-
-
-def graph_of(args, spec: WeightSpec):
-    """The parameter graph: roles from a trace for modules, conventions for checkpoints."""
-    from ..graph import build_graph, trace_roles
-
-    built = _model(args)
-    if built is not None:
-        model, inputs = built
-        return build_graph(spec, model.state_dict(), trace_roles(model, inputs if isinstance(inputs, tuple) else (inputs,)))
+    if parsed is not None:
+        return from_parsed(parsed)
     from .. import examples
     from ..io import load
 
@@ -140,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        spec, origin = resolve(args)
+        spec, origin, parsed = resolve(args)
     render(spec, origin, console)
     if args.json:
         from ..io.save import write_atomic
@@ -151,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     if args.graph or args.graph_png:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            graph = graph_of(args, spec)
+            graph = graph_of(args, spec, parsed)
         render_graph(graph, console)
         if args.graph_png:
             from ..graph.draw import draw

@@ -5,9 +5,17 @@ symmetries (`node_permutation`); the round trip graph -> state dict is exact.
 PyG export lives in `weightspace.graph.pyg` (needs torch_geometric), networkx in
 `weightspace.graph.nx`, pictures in `weightspace.graph.draw` (matplotlib).
 """
-from .build import ParamGraph, bucket, build_graph, flatten_values, from_module, node_permutation, to_state_dict
+from .build import (
+    ParamGraph,
+    bucket,
+    build_graph,
+    flatten_values,
+    from_module,
+    from_parsed,
+    node_permutation,
+    to_state_dict,
+)
 from .errors import GraphError
-from .roles import Role, roles_from_trace, trace_roles
 from .structure import EntryLayout, GraphStructure, NodeSpace, graph_structure
 from .vocab import EDGE_TYPES, NODE_TYPES
 
@@ -19,14 +27,12 @@ __all__ = [
     "GraphStructure",
     "NodeSpace",
     "ParamGraph",
-    "Role",
     "bucket",
     "build_graph",
     "flatten_values",
     "from_module",
+    "from_parsed",
     "graph_structure",
     "node_permutation",
-    "roles_from_trace",
     "to_state_dict",
-    "trace_roles",
 ]

@@ -1,6 +1,7 @@
 """Parameter graphs: a structure plus the flat vector of values its edges carry.
 
     g = weightspace.graph.from_module(model, example_inputs)      # trace + spec + graph
+    g = weightspace.graph.from_parsed(weightspace.parse_model(model, example_inputs))
     g = weightspace.graph.build_graph(spec, state_dict, roles)    # from a spec (roles optional)
     state_dict = weightspace.graph.to_state_dict(g)                # exact inverse
 
@@ -18,9 +19,9 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from ..parser import ParsedModel, Role, parse_model
 from ..spec import GroupElement, WeightSpec
 from .errors import GraphError
-from .roles import Role, roles_from_trace
 from .structure import GraphStructure, graph_structure, ravel, unravel
 
 
@@ -105,7 +106,7 @@ def build_graph(
 ) -> ParamGraph:
     """The parameter graph of `state_dict` under `spec`.
 
-    roles (from `trace_roles`) tell input from output axes, bias from norm gain and
+    roles (`ParsedModel.roles`) tell input from output axes, bias from norm gain and
     q/k/v/o apart; without them conventions are used (see `graph_structure`). Pass a
     `structure` built once to reuse it across networks of one architecture. Raises
     KeyMismatchError / ShapeMismatchError naming the key where spec and state dict disagree.
@@ -169,18 +170,19 @@ def node_permutation(structure: GraphStructure, g: GroupElement) -> torch.Tensor
     return sigma
 
 
+def from_parsed(parsed: ParsedModel, state_dict: Mapping[str, torch.Tensor] | None = None) -> ParamGraph:
+    """The parameter graph of a parsed model (roles from its trace), carrying `state_dict`
+    (default: the traced model's own tensors)."""
+    return build_graph(parsed.spec, parsed.state_dict if state_dict is None else state_dict, parsed.roles)
+
+
 def from_module(
     model: nn.Module,
     example_inputs: tuple,
     example_kwargs: dict | None = None,
     spec: WeightSpec | None = None,
 ) -> ParamGraph:
-    """Trace `model` once for the roles, parse it (unless `spec` is given) and build its graph."""
-    from ..parser import parse
-    from ..parser.trace import trace
-
-    args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
-    roles = roles_from_trace(trace(model, args, example_kwargs))
-    if spec is None:
-        spec = parse(model, args, example_kwargs)
-    return build_graph(spec, model.state_dict(), roles)
+    """Parse `model` (one export) and build its graph; a given `spec` replaces the parsed
+    one, which is then left unverified."""
+    parsed = parse_model(model, example_inputs, example_kwargs, verify=spec is None)
+    return build_graph(parsed.spec if spec is None else spec, model.state_dict(), parsed.roles)

@@ -48,8 +48,8 @@ from typing import Mapping
 
 import torch
 
+from ..parser.roles import Role
 from ..spec import Factor, WeightSpec
-from .roles import Role
 from .vocab import EDGE_TYPE, NODE_TYPE, vector_type, weight_type
 
 KERNEL_DIMS = 3
@@ -386,7 +386,7 @@ def graph_structure(
     """The parameter-graph structure of `spec` (see the module doc).
 
     dtypes: per entry (default: float everywhere except BatchNorm `num_batches_tracked`);
-    roles: from `trace_roles` / `roles_from_trace`; without them the input side of a
+    roles: `ParsedModel.roles`; without them the input side of a
     weight is its axis 1 (axis 0 for an embedding-like table whose first axis is fixed).
     """
     if dtypes is None:

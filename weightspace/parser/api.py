@@ -1,7 +1,8 @@
-"""`parse`: trace, build the spec, find extra symmetries, verify numerically."""
+"""`parse_model` / `parse`: trace once, build the spec, find extra symmetries, verify."""
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Any, Mapping
 
 import torch
 from torch import nn
@@ -9,8 +10,65 @@ from torch import nn
 from ..spec import WeightSpec
 from .build import build_spec
 from .extras import add_extras
+from .roles import Role, roles_from_trace
+from .sites import Site, activation_sites
 from .trace import trace
 from .verify import verify as verify_spec
+
+
+@dataclass(frozen=True, eq=False)
+class ParsedModel:
+    """What one trace of a model taught the parser; consumers read it instead of exporting again.
+
+    spec: the (verified) spec, what `parse` returns; roles: per state-dict entry, how the
+    traced forward uses it (the graph builder's input); sites: the data-dependent nodes
+    of `program` on which groups act (activation matching's input); program: the
+    torch.export program, traced in eval mode and specialized to `input_shapes`, the
+    shapes of the example input tensors; state_dict: the traced model's tensors (not copies).
+    """
+
+    spec: WeightSpec
+    roles: Mapping[str, Role]
+    sites: tuple[Site, ...]
+    program: Any
+    input_shapes: tuple[tuple[int, ...], ...]
+    state_dict: Mapping[str, torch.Tensor]
+
+
+def parse_model(
+    model: nn.Module,
+    example_inputs: tuple,
+    example_kwargs: dict | None = None,
+    *,
+    strict: bool = False,
+    verify: bool = True,
+    extras: bool = True,
+    generator: torch.Generator | None = None,
+) -> ParsedModel:
+    """Trace `model` on `example_inputs` once and keep the spec, the roles and the activation sites.
+
+    Traces with torch.export (ATen level, eval mode), applies the per-op rules, and by
+    default verifies the result: random group elements must leave the outputs unchanged
+    in eval and train mode, and a negative control must change them. Raises TraceError
+    when the model cannot be exported, SpecVerificationError when a group fails,
+    UnknownOpError for an op without a rule when strict=True (otherwise its axes are
+    frozen with a warning). `generator` seeds the verification draws.
+    """
+    args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+    tr = trace(model, args, example_kwargs, strict=strict)
+    spec = build_spec(tr)
+    if extras:
+        spec = add_extras(spec, tr)
+    notes = tuple(tr.ctx.notes)
+    if not verify:
+        spec = replace(spec.without_extras(), notes=notes + ("not verified",))
+    else:
+        if generator is None:
+            generator = torch.Generator().manual_seed(0)
+        spec, record = verify_spec(model, spec, args, example_kwargs, generator)
+        spec = replace(spec, notes=notes + (record.summary(),))
+    shapes = tuple(tuple(t.shape) for t in args if isinstance(t, torch.Tensor))
+    return ParsedModel(spec, roles_from_trace(tr), activation_sites(tr, spec), tr.program, shapes, model.state_dict())
 
 
 def parse(
@@ -23,24 +81,7 @@ def parse(
     extras: bool = True,
     generator: torch.Generator | None = None,
 ) -> WeightSpec:
-    """The permutation-symmetry spec of `model`, traced on `example_inputs`.
-
-    Traces with torch.export (ATen level), applies the per-op rules, and by default
-    verifies the result: random group elements must leave the outputs unchanged in
-    eval and train mode, and a negative control must change them. Raises TraceError
-    when the model cannot be exported, SpecVerificationError when a group fails,
-    UnknownOpError for an op without a rule when strict=True (otherwise its axes are
-    frozen with a warning). `generator` seeds the verification draws.
-    """
-    tr = trace(model, example_inputs, example_kwargs, strict=strict)
-    spec = build_spec(tr)
-    if extras:
-        spec = add_extras(spec, tr)
-    notes = tuple(tr.ctx.notes)
-    if not verify:
-        return replace(spec.without_extras(), notes=notes + ("not verified",))
-    if generator is None:
-        generator = torch.Generator().manual_seed(0)
-    args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
-    spec, record = verify_spec(model, spec, args, example_kwargs, generator)
-    return replace(spec, notes=notes + (record.summary(),))
+    """The permutation-symmetry spec of `model`, traced on `example_inputs`: `parse_model(...).spec`."""
+    return parse_model(
+        model, example_inputs, example_kwargs, strict=strict, verify=verify, extras=extras, generator=generator
+    ).spec

@@ -16,6 +16,7 @@ from torch import nn
 from ..errors import TraceError
 from .context import Context, TensorValue, tensors_in
 from .rules import lookup
+from .runtime import mode, tied_aliases
 
 _MAX_DEPTH = 8
 
@@ -74,19 +75,6 @@ def export(model: nn.Module, args: tuple, kwargs: dict | None = None):
             "build the spec from its state dict with weightspace.infer_spec(state_dict) "
             "(plain MLP/SIREN/conv chains) or write it by hand."
         ) from err
-
-
-def _tied_aliases(model: nn.Module) -> dict[str, str]:
-    """State-dict keys that share one tensor with an earlier key: alias -> canonical."""
-    first: dict[int, str] = {}
-    aliases: dict[str, str] = {}
-    for key, t in model.state_dict(keep_vars=True).items():
-        ident = id(t)
-        if ident in first:
-            aliases[key] = first[ident]
-        else:
-            first[ident] = key
-    return aliases
 
 
 def _bind(target, args, kwargs) -> dict:
@@ -200,14 +188,17 @@ def _outputs(ctx: Context, node, values, sig, entries: dict[str, TensorValue]) -
 
 
 def trace(model: nn.Module, args: tuple, kwargs: dict | None = None, strict: bool = False) -> Trace:
-    """Export `model` on example inputs and walk the graph; see `walk`."""
+    """Export `model` on example inputs in eval mode (its modes restored after) and walk the
+    graph; see `walk`. Eval mode is the mode activation sites are read in; verification
+    checks train mode numerically."""
     if not isinstance(model, nn.Module):
         raise TraceError(f"expected an nn.Module, got {type(model).__name__}")
     if not isinstance(args, tuple):
         args = (args,)
-    aliases = _tied_aliases(model)
+    aliases = tied_aliases(model)
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    program = export(model, args, kwargs)
+    with mode(model, False):
+        program = export(model, args, kwargs)
     result = walk(program, shapes, aliases, strict=strict)
     result.buffers |= {k for k, _ in model.named_buffers(remove_duplicate=False) if k in shapes}
     return result

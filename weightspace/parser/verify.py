@@ -6,7 +6,6 @@ alone, must change them: otherwise the check could not have failed.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 from dataclasses import dataclass, replace
 
@@ -15,6 +14,7 @@ from torch import nn
 
 from ..errors import SpecVerificationError
 from ..spec import GroupElement, WeightSpec
+from .runtime import mode, relative_change
 from .trace import tensor_leaves
 
 
@@ -36,25 +36,6 @@ class Verification:
         return f"verified (tol {self.tol:.0e}): " + ", ".join(parts) + "".join(f"; {n}" for n in self.notes)
 
 
-_DROPOUT = (nn.modules.dropout._DropoutNd,)
-
-
-@contextlib.contextmanager
-def _mode(model: nn.Module, train: bool):
-    """Eval, or train with dropout layers held in eval (so train mode is deterministic
-    where only dropout made it random; BatchNorm still uses batch statistics)."""
-    saved = {m: m.training for m in model.modules()}
-    model.train(train)
-    for m in model.modules():
-        if isinstance(m, _DROPOUT):
-            m.training = False
-    try:
-        yield
-    finally:
-        for m, flag in saved.items():
-            m.training = flag
-
-
 @dataclass
 class Runner:
     """Runs one model on fixed inputs with a given state dict; buffers are copied
@@ -68,25 +49,10 @@ class Runner:
     def __call__(self, sd: dict[str, torch.Tensor], train: bool = False, seed: int = 0) -> list[torch.Tensor]:
         if train:
             sd = {k: v.clone() if k in self.buffers else v for k, v in sd.items()}
-        with torch.no_grad(), _mode(self.model, train):
+        with torch.no_grad(), mode(self.model, train, dropout=False):
             torch.manual_seed(seed)
             out = torch.func.functional_call(self.model, sd, self.args, self.kwargs, tie_weights=True, strict=False)
         return tensor_leaves(out)
-
-
-def relative_change(ref: list[torch.Tensor], new: list[torch.Tensor]) -> float:
-    """max |new - ref| / max |ref| over every output tensor (inf on shape change)."""
-    worst = 0.0
-    for a, b in zip(ref, new):
-        if a.shape != b.shape:
-            return float("inf")
-        if not a.is_floating_point():
-            worst = max(worst, float((a != b).any()))
-            continue
-        scale = a.abs().max().item() if a.numel() else 0.0
-        diff = (a - b).abs().max().item() if a.numel() else 0.0
-        worst = max(worst, diff / max(scale, 1e-12))
-    return worst
 
 
 def _tolerance(model: nn.Module) -> float:

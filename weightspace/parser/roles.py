@@ -2,20 +2,20 @@
 
 The spec knows which axes a permutation moves, not which axis of a weight is its
 input side, whether a vector is a bias or a norm gain, or which projection of an
-attention layer is the query. This pass walks the same exported ATen graph the
-parser walked and records, per state-dict entry, the op that first consumes it,
-its contracted (input-side) axes, its attention role and the union-find roots of
-its axes (axes with equal roots index the same units, fixed or not).
+attention layer is the query. The graph builder needs these; this pass walks the
+exported ATen graph the parser walked (no second export) and records, per state-dict
+entry, the op that first consumes it, its contracted (input-side) axes, its attention
+role and the union-find roots of its axes (axes with equal roots index the same units,
+fixed or not).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from ..parser.context import TensorValue, tensors_in
-from ..parser.trace import Trace, trace
+from .context import TensorValue, tensors_in
+from .trace import Trace
 
 # ops that only re-view or re-type a tensor: a parameter seen through them is still itself
 _VIEWS = {
@@ -189,7 +189,3 @@ def roles_from_trace(tr: Trace) -> dict[str, Role]:
         out[key] = Role(key, op, arg, rank[index], in_axes, attention, roots)
     return out
 
-
-def trace_roles(model: nn.Module, example_inputs: tuple, example_kwargs: dict | None = None) -> dict[str, Role]:
-    """Trace `model` with torch.export (as `weightspace.parse` does) and return every entry's `Role`."""
-    return roles_from_trace(trace(model, example_inputs, example_kwargs))
