@@ -2,8 +2,8 @@
 
 The trace gives every intermediate tensor of the exported graph as atoms per axis;
 mapping those atoms to the spec's group names tells, for every data-dependent node,
-which of its axes (or factors of an axis) a group permutes. Activation matching and
-REPAIR read units at these sites (pre- and post-activation, residual sums, heads).
+which of its axes (or factors of an axis) a group permutes. Activation matching reads
+units at these sites (pre- and post-activation, residual sums, heads).
 """
 from __future__ import annotations
 
