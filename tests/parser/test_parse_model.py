@@ -100,6 +100,8 @@ def test_parse_model_holds_what_parse_returns_and_restores_train_mode():
     assert parsed.spec.to_dict() == _quiet(ws.parse, model.eval(), inputs).to_dict()
     assert set(parsed.roles) == set(parsed.spec.entries)
     assert parsed.input_shapes == ((2, 3, 8, 8),)
+    assert repr(parsed) == (f"ParsedModel(3 groups, {len(parsed.spec.entries)} entries, "
+                            f"{len(parsed.sites)} activation sites, inputs [(2, 3, 8, 8)])")
     assert {n for s in parsed.sites for f in s.factors if (n := f.group)} == set(parsed.spec.groups)
     # the traced program is the eval-mode one: BatchNorm reads its running statistics
     ops = {str(n.target) for n in parsed.program.graph.nodes if n.op == "call_function"}

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Mapping
+from typing import Mapping
 
 import torch
 from torch import nn
@@ -30,9 +30,13 @@ class ParsedModel:
     spec: WeightSpec
     roles: Mapping[str, Role]
     sites: tuple[Site, ...]
-    program: Any
+    program: torch.export.ExportedProgram
     input_shapes: tuple[tuple[int, ...], ...]
     state_dict: Mapping[str, torch.Tensor]
+
+    def __repr__(self) -> str:
+        return (f"ParsedModel({len(self.spec.groups)} groups, {len(self.spec.entries)} entries, "
+                f"{len(self.sites)} activation sites, inputs {list(self.input_shapes)})")
 
 
 def parse_model(
