@@ -253,7 +253,7 @@ def run_diagnose(args) -> int:
     d = diagnose(args.dir, classifier=args.classifier)
     render(d, Console())
     if args.json:
-        from .storage import write_json
+        from weightspace.io.save import write_json
 
         write_json(args.json, d.to_dict())
     return 0
