@@ -84,6 +84,15 @@ def load(path: str | Path, *, map_location: Any = "cpu", mmap: bool = True) -> d
     return strip_wrapper_prefixes(tensors)
 
 
+def checkpoint_files(path: str | Path) -> list[Path]:
+    """Every file reading the checkpoint at `path` opens (the file itself, or an index and its shards)."""
+    source = resolve(path)
+    if source.kind != INDEX:
+        return [source.path]
+    weight_map, _ = _read_index(source.path)
+    return [source.path, *(_shard_path(source.path, name) for name in dict.fromkeys(weight_map.values()))]
+
+
 def _spec_text(path: Path, kind: str) -> str | None:
     """The spec JSON stored with a checkpoint, if any."""
     if kind == SAFETENSORS:

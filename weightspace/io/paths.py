@@ -5,14 +5,15 @@ that is absolute, climbs out with `..`, or is a symlink whose target lies outsid
 folder could make us read (and report as verified) any file on the machine, so every
 such name goes through `inside`. The one layout that links outward on purpose is the
 Hugging Face cache: `snapshots/<revision>/<file>` links to `../../blobs/<hash>`, which
-is allowed explicitly.
+is allowed explicitly. `check_output` keeps a command from writing over its inputs.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path, PurePath
-from typing import Callable
+from typing import Callable, Iterable
 
-from ..errors import CheckpointError, OutsideFolderError
+from ..errors import CheckpointError, OutputIsInputError, OutsideFolderError
 
 ErrorFactory = Callable[[Path, str], Exception]
 
@@ -61,3 +62,20 @@ def inside(root: str | Path, name: str, what: str, error: ErrorFactory = Checkpo
         raise error(source, f"{what} {name!r} is not a regular file")
     return path
 
+
+
+def check_output(output: str | Path, inputs: Iterable[str | Path], what: str = "output") -> Path:
+    """`output`, unless it names one of `inputs` (same path, link or hard link): OutputIsInputError.
+
+    A command that writes over the file it reads destroys its own input, so every CLI
+    checks its output paths against its inputs before doing any work.
+    """
+    out = Path(output)
+    for given in inputs:
+        source = Path(given)
+        if not source.exists():
+            continue
+        same = out.exists() and os.path.samefile(out, source)
+        if same or out.resolve() == source.resolve():
+            raise OutputIsInputError(out, f"the {what} is the input {source}; writing it would destroy the input")
+    return out

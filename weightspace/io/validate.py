@@ -20,6 +20,8 @@ ErrorFactory = Callable[[Path, str], Exception]
 
 MAX_JSON_BYTES = 256 << 20
 MAX_DEPTH = 64
+# Most classes a config or splits file may name (a head for 1e9 classes would allocate terabytes).
+MAX_CLASSES = 100_000
 
 
 def nesting_depth(obj: Any) -> int:
