@@ -115,23 +115,21 @@ def _import_command(args: argparse.Namespace, positional: tuple[str, ...]) -> li
     return cmd
 
 
-def _check_import_out(out: Path, *sources: Path) -> None:
-    """Refuse an import whose --out is, or lies inside, a source (it would import its own output).
+def _check_import_out(out: Path, folder: Path) -> None:
+    """Refuse importing a checkpoint folder into itself or a folder inside it (a resume would import the zoo).
 
-    An --out folder that exists, is not empty and holds no build of this import is
-    refused by the build itself (`storage.check_plan`).
+    An --out folder that exists, is not empty and holds no build of this import (the
+    source folder itself, say) is refused by the build itself (`storage.check_plan`).
     """
     from weightspace.errors import OutputIsInputError
 
-    for source in sources:
-        if out.resolve() == source.resolve() or out.resolve().is_relative_to(source.resolve()):
-            raise OutputIsInputError(out, f"--out lies inside the import source {source}; write the zoo elsewhere")
+    if out.resolve() == folder.resolve() or out.resolve().is_relative_to(folder.resolve()):
+        raise OutputIsInputError(out, f"--out lies inside the import source {folder}; write the zoo elsewhere")
 
 
 def run_import_dwsnets(args) -> int:
     from .importers import import_dwsnets
 
-    _check_import_out(args.out, args.root, args.splits_json)
     m = import_dwsnets(args.root, args.splits_json, args.out, chunk=args.chunk, w0=args.w0, grid=tuple(args.grid),
                        offset=args.offset, input_order=args.input_order, name=args.name,
                        command=_import_command(args, ("root", "splits_json")))
@@ -142,7 +140,6 @@ def run_import_dwsnets(args) -> int:
 def run_import_small_cnn_zoo(args) -> int:
     from .importers import import_small_cnn_zoo
 
-    _check_import_out(args.out, args.folder)
     _summary(import_small_cnn_zoo(args.folder, args.out, args.activation, args.chunk, command=_import_command(args, ("folder",))))
     return 0
 

@@ -16,6 +16,8 @@ from typing import Iterator
 
 from weightspace.errors import FolderLockedError
 
+from .errors import ZooError
+
 LOCK = ".build.lock"
 
 
@@ -32,6 +34,8 @@ def _holder(fd: int) -> str:
 def build_lock(root: Path) -> Iterator[None]:
     """Hold the build lock of `root` (created if needed) for the duration of the block."""
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise ZooError(f"{root}: is a file, not a zoo folder")
     root.mkdir(parents=True, exist_ok=True)
     path = root / LOCK
     while True:

@@ -13,7 +13,7 @@ import torch
 
 from tests.reads import outside, recorded_reads
 from tests.zoo.test_importers import DwsInr, write_dwsnets
-from weightspace.errors import OutputIsInputError, OutsideFolderError
+from weightspace.errors import OutsideFolderError
 from zoo import ImportFormatError, Zoo, ZooError, cli, import_dwsnets
 from zoo.inr_zoo import InrRecipe, build_inr_zoo
 from zoo.storage import MANIFEST, SHARDS
@@ -234,5 +234,8 @@ def test_import_out_in_its_own_source_is_refused(tmp_path, capsys, where):
     assert cli.main(["import", "checkpoints", str(root), "--out", str(out)]) == 2
     _one_error_line(capsys, "OutputIsInputError")
     assert _tree_digest(tmp_path) == before and not (root / "zoo").exists()
-    with pytest.raises(OutputIsInputError):
-        cli._check_import_out(splits, root, splits)
+    assert cli.main(["import", "dwsnets", str(root), str(splits), "--out", str(root)]) == 2
+    _one_error_line(capsys, "not empty")
+    assert cli.main(["import", "dwsnets", str(root), str(splits), "--out", str(splits)]) == 2
+    _one_error_line(capsys, "not a zoo folder")
+    assert _tree_digest(tmp_path) == before
