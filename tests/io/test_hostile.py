@@ -149,7 +149,7 @@ def test_shared_subdicts_that_stay_small_still_load(tmp_path):
     "text, needle",
     [
         ("[" * 100_000 + "]" * 100_000, "nests deeper"),
-        ('{"weight_map": {"w": ', "not valid JSON"),
+        ('{"weight_map": {"w": ', "invalid JSON"),
         (json.dumps({"weight_map": {"w": ["a.safetensors"]}}), "weight_map"),
         (json.dumps({"weight_map": {"w": 3}}), "weight_map"),
         (json.dumps([1, 2]), "weight_map"),

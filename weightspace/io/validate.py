@@ -53,7 +53,7 @@ def parse_json(text: str | bytes, where: str | Path, what: str, error: ErrorFact
     except UnicodeDecodeError as err:
         raise error(Path(where), f"{what} is not UTF-8 text: {err.reason} at byte {err.start}") from None
     except json.JSONDecodeError as err:
-        raise error(Path(where), f"{what} is not valid JSON: {err}") from None
+        raise error(Path(where), f"{what} is invalid JSON: {err}") from None
     except RecursionError:
         raise error(Path(where), f"{what} nests deeper than Python can parse") from None
     if nesting_depth(value) > MAX_DEPTH:
