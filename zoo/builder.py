@@ -76,6 +76,10 @@ def _build(job: BuildJob, root: Path, ranks: Ranks, max_shards: int | None, prog
     if not ranks.is_main:
         storage.check_plan(root, job.plan)
     done = storage.finished_shards(root)
+    for i, rec in done.items():
+        if i >= job.num_shards or rec.count != min((i + 1) * job.chunk, job.total) - i * job.chunk:
+            raise ZooError(f"{root}: finished shard {i} holds {rec.count} networks, which this build does not "
+                           "produce; the folder holds another build")
     todo = [i for i in range(job.num_shards) if ranks.owns(i) and i not in done]
     started = time.perf_counter()
     built = 0

@@ -13,9 +13,9 @@ import torch
 
 from ..errors import CheckpointError, SpecError
 from ..spec import WeightSpec
+from .paths import inside
 from .resolve import INDEX, SAFETENSORS, kind_of, resolve
 from .safetensors_file import SPEC_KEY, load_safetensors, read_metadata
-from .paths import inside
 from .torch_file import load_torch
 from .unwrap import strip_wrapper_prefixes, unwrap
 from .validate import parse_json, read_json
