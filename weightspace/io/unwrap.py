@@ -29,7 +29,8 @@ _MAX_UNWRAP = 4
 # Bounds on the walk through nested mappings: a hostile pickle can make one dict contain
 # itself, or share sub-dicts so that a 2 KB file names 2**40 keys.
 MAX_DEPTH = 64
-MAX_ITEMS = 2_000_000
+MAX_ITEMS = 1_000_000
+MAX_MAPPINGS = 100_000
 
 
 def _holds_tensors(value: Any, path: str | Path) -> bool:
@@ -70,12 +71,12 @@ def _flatten(obj: Mapping, path: str | Path) -> dict[str, torch.Tensor]:
     """Flatten nested mappings with '.', keeping only tensor leaves under string keys.
 
     Iterative and bounded: a mapping that contains itself, nesting deeper than
-    MAX_DEPTH, or more than MAX_ITEMS entries visited (shared sub-dicts expanding
-    exponentially) raise CheckpointError naming `path`.
+    MAX_DEPTH, or more than MAX_ITEMS entries or MAX_MAPPINGS mappings visited
+    (shared sub-dicts expanding exponentially) raise CheckpointError naming `path`.
     """
     out: dict[str, torch.Tensor] = {}
     stack = [(iter(obj.items()), "", id(obj))]
-    on_path, items = {id(obj)}, 0
+    on_path, items, mappings = {id(obj)}, 0, 0
     while stack:
         entries, prefix, oid = stack[-1]
         item = next(entries, None)
@@ -96,6 +97,9 @@ def _flatten(obj: Mapping, path: str | Path) -> dict[str, torch.Tensor]:
                 raise CheckpointError(path, f"mapping {prefix + key!r} contains itself (a cycle); refused")
             if len(stack) >= MAX_DEPTH:
                 raise CheckpointError(path, f"mappings nest deeper than {MAX_DEPTH} levels; refused")
+            mappings += 1
+            if mappings > MAX_MAPPINGS:
+                raise CheckpointError(path, f"nested mappings expand to more than {MAX_MAPPINGS:,} mappings; refused")
             stack.append((iter(value.items()), f"{prefix}{key}.", id(value)))
             on_path.add(id(value))
     return out
