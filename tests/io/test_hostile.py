@@ -83,6 +83,18 @@ def test_hugging_face_cache_blob_links_are_allowed(tmp_path):
     assert sorted(loaded) == keys and all(torch.equal(loaded[k], sd[k]) for k in keys)
 
 
+def test_fake_hugging_face_blobs_link_is_refused(tmp_path):
+    """A crafted snapshots/<rev> folder whose `blobs` is a symlink out of the repo allows nothing."""
+    secret = _outside_file(tmp_path)
+    repo = tmp_path / "models--evil"
+    snap = repo / "snapshots" / "rev"
+    snap.mkdir(parents=True)
+    (repo / "blobs").symlink_to(secret.parent, target_is_directory=True)
+    (snap / "model.safetensors").symlink_to(Path("../..") / "blobs" / secret.name)
+    index = _sharded(snap, {"w": "model.safetensors"})
+    raises_unchanged(index, OutsideFolderError, "outside")
+
+
 def test_fifo_named_safetensors_is_refused_without_blocking(tmp_path):
     fifo = tmp_path / "pipe.safetensors"
     os.mkfifo(fifo)

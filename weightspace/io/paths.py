@@ -19,10 +19,17 @@ ErrorFactory = Callable[[Path, str], Exception]
 
 
 def _hf_blobs(root: Path) -> Path | None:
-    """`<repo>/blobs` when `root` is a snapshot folder of the Hugging Face cache."""
-    if root.parent.name == "snapshots" and (root.parent.parent / "blobs").is_dir():
-        return (root.parent.parent / "blobs").resolve()
-    return None
+    """`<repo>/blobs` when `root` is a snapshot folder of the Hugging Face cache.
+
+    `blobs` must be a real folder of the repo: a `blobs` symlink (to `/`, say) would
+    otherwise let a crafted folder allow anything.
+    """
+    repo = root.parent.parent
+    blobs = repo / "blobs"
+    if root.parent.name != "snapshots" or blobs.is_symlink() or not blobs.is_dir():
+        return None
+    real = blobs.resolve()
+    return real if real == repo.resolve() / "blobs" else None
 
 
 def allowed_roots(root: Path) -> tuple[Path, ...]:
