@@ -6,15 +6,15 @@ that rebuilds the module (the task, the model name, the spec, what the task need
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable, Mapping
 
 from torch import nn
 
 import weightspace as ws
-from weightspace.errors import CheckpointError
+from weightspace.errors import CheckpointError, WeightspaceError
 from weightspace.io.save import write_json
+from weightspace.io.validate import read_json
 
 
 def config_path(path: str | Path) -> Path:
@@ -37,14 +37,18 @@ def load_metanet(path: str | Path, builders: Mapping[str, Callable[[dict], nn.Mo
     cfg_file = config_path(path)
     if not cfg_file.is_file():
         raise CheckpointError(Path(path), f"no metanetwork config {cfg_file.name} beside it")
-    try:
-        config = json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(cfg_file, f"invalid JSON: {err}") from err
-    build = builders.get(config.get("task"))
+    config = read_json(cfg_file, "metanetwork config")
+    if not isinstance(config, dict) or not isinstance(config.get("task"), str):
+        raise CheckpointError(cfg_file, "a metanetwork config must be a JSON object with a 'task' string")
+    build = builders.get(config["task"])
     if build is None:
         raise CheckpointError(cfg_file, f"unknown task {config.get('task')!r}; known: {sorted(builders)}")
-    model = build(config)
+    try:
+        model = build(config)
+    except WeightspaceError as err:
+        raise CheckpointError(cfg_file, f"invalid metanetwork config: {err}") from err
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        raise CheckpointError(cfg_file, f"malformed metanetwork config: {type(err).__name__}: {err}") from err
     state = ws.load(path)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:

@@ -88,3 +88,30 @@ class SpecVerificationError(WeightspaceError):
             f"group {group!r} is not a symmetry in {mode} mode: outputs moved by "
             f"{max_diff:.3g} (tolerance {tol:.3g})"
         )
+
+
+# ---- hostile input (issue 19): paths leaving their folder, busy builds, outputs over inputs
+
+
+class OutsideFolderError(CheckpointError):
+    """A file names a path (absolute, `..`, or a symlink) that leaves the folder it must stay in."""
+
+
+class FolderLockedError(WeightspaceError):
+    """Another process holds the build lock of a folder (two builders would mix their shards)."""
+
+    def __init__(self, path, holder: str):
+        self.path = str(path)
+        self.holder = holder
+        super().__init__(
+            f"{self.path}: another build ({holder}) is writing this folder; wait for it to finish "
+            "or build into another folder"
+        )
+
+
+class OutputIsInputError(WeightspaceError):
+    """An output path names an input file or an unrelated non-empty folder; it would destroy it."""
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        super().__init__(f"{self.path}: {reason}")

@@ -3,11 +3,13 @@
 A build is a fixed list of networks cut into chunks of `chunk` networks; chunk i
 becomes shard i. `make_shard(start, stop)` must depend only on the networks in
 [start, stop) (their seeds), which makes resuming and `torchrun` scale-out give the
-same bytes as one uninterrupted run.
+same bytes as one uninterrupted run. The main rank holds the folder's build lock
+(`zoo.lock`) for the whole build, so a second builder on the same folder is refused.
 """
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -18,6 +20,7 @@ from tqdm import tqdm
 from . import storage
 from .distributed import Ranks
 from .errors import ZooError
+from .lock import build_lock
 
 ShardMaker = Callable[[int, int], tuple[dict[str, torch.Tensor], dict]]
 
@@ -60,12 +63,23 @@ def run(job: BuildJob, ranks: Ranks = Ranks(), max_shards: int | None = None, pr
     if job.total < 1 or job.chunk < 1:
         raise ZooError(f"a build needs at least one network and chunk size >= 1, got {job.total} and {job.chunk}")
     root = Path(job.root)
+    with build_lock(root) if ranks.is_main else nullcontext():
+        return _build(job, root, ranks, max_shards, progress)
+
+
+def _build(job: BuildJob, root: Path, ranks: Ranks, max_shards: int | None, progress: bool) -> dict | None:
+    """The body of `run`, on the main rank under the folder's build lock."""
     if ranks.is_main:
         storage.check_plan(root, job.plan)
+        storage.remove_stale_temps(root)
     ranks.barrier()
     if not ranks.is_main:
         storage.check_plan(root, job.plan)
     done = storage.finished_shards(root)
+    for i, rec in done.items():
+        if i >= job.num_shards or rec.count != min((i + 1) * job.chunk, job.total) - i * job.chunk:
+            raise ZooError(f"{root}: finished shard {i} holds {rec.count} networks, which this build does not "
+                           "produce; the folder holds another build")
     todo = [i for i in range(job.num_shards) if ranks.owns(i) and i not in done]
     started = time.perf_counter()
     built = 0

@@ -115,6 +115,18 @@ def _import_command(args: argparse.Namespace, positional: tuple[str, ...]) -> li
     return cmd
 
 
+def _check_import_out(out: Path, folder: Path) -> None:
+    """Refuse importing a checkpoint folder into itself or a folder inside it (a resume would import the zoo).
+
+    An --out folder that exists, is not empty and holds no build of this import (the
+    source folder itself, say) is refused by the build itself (`storage.check_plan`).
+    """
+    from weightspace.errors import OutputIsInputError
+
+    if out.resolve() == folder.resolve() or out.resolve().is_relative_to(folder.resolve()):
+        raise OutputIsInputError(out, f"--out lies inside the import source {folder}; write the zoo elsewhere")
+
+
 def run_import_dwsnets(args) -> int:
     from .importers import import_dwsnets
 
@@ -135,6 +147,7 @@ def run_import_small_cnn_zoo(args) -> int:
 def run_import_checkpoints(args) -> int:
     from .importers import import_checkpoints
 
+    _check_import_out(args.out, args.folder)
     m = import_checkpoints(args.folder, args.out, args.activation, chunk=args.chunk, command=_import_command(args, ("folder",)))
     _summary(m)
     return 0
@@ -217,31 +230,52 @@ def _report(out: Path, manifest: dict | None, main: bool) -> None:
 
 
 def _summary(m: dict) -> None:
+    """Print a manifest's summary; every field from the file goes through `safe_text`."""
     from rich.console import Console
     from rich.table import Table
 
+    from weightspace.cli.text import safe_text
+
     console = Console()
-    console.print(f"[bold]{m['kind']} zoo[/bold], recipe {m.get('recipe_name', '-')}: {m['num_networks']} networks in {len(m['shards'])} shards")
-    console.print(f"dataset {m['dataset'].get('name')}, splits {m['dataset'].get('split_counts')}")
+    dataset = m.get("dataset") if isinstance(m.get("dataset"), dict) else {}
+    console.print(f"[bold]{safe_text(m.get('kind', '-'))} zoo[/bold], recipe {safe_text(m.get('recipe_name', '-'))}: "
+                  f"{safe_text(m.get('num_networks'))} networks in {len(m.get('shards', []))} shards")
+    console.print(f"dataset {safe_text(dataset.get('name'))}, splits {safe_text(dataset.get('split_counts'))}")
     t = Table(title="metrics over networks")
     for col in ("metric", "mean", "std", "min", "median", "max"):
         t.add_column(col)
-    for name, values in m.get("metrics", {}).items():
-        v = np.asarray(values, dtype=float)
-        if v.ndim != 1:
-            v = v[:, -1]
-        t.add_row(name, *(f"{f(v):.4g}" for f in (np.mean, np.std, np.min, np.median, np.max)))
+    for name, values in (m.get("metrics") or {}).items():
+        v = _numbers(values)
+        cells = [f"{f(v):.4g}" for f in (np.mean, np.std, np.min, np.median, np.max)] if v is not None else ["-"] * 5
+        t.add_row(safe_text(name), *cells)
     console.print(t)
 
 
+def _numbers(values) -> np.ndarray | None:
+    """A metric column as floats (the last entry per network for per-epoch columns), or None if not numeric."""
+    try:
+        v = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        return None
+    if v.ndim == 2:
+        v = v[:, -1]
+    return v if v.ndim == 1 and v.size else None
+
+
 def run_info(args) -> int:
+    from rich.console import Console
+
+    from weightspace.cli.text import safe_text
+
     from .dataset import Zoo
 
     zoo = Zoo(args.dir, verify=args.verify)
     _summary(zoo.manifest)
-    print(f"spec: {zoo.spec!r}")
-    print(f"build: {' '.join(zoo.manifest['build']['command'])}")
-    print("checksums verified" if args.verify else "checksums not verified")
+    command = (zoo.manifest.get("build") or {}).get("command", [])
+    console = Console()
+    console.print(f"spec: {safe_text(repr(zoo.spec))}")
+    console.print(f"build: {safe_text(' '.join(map(str, command)) if isinstance(command, list) else command)}")
+    console.print("checksums verified" if args.verify else "checksums not verified")
     return 0
 
 
@@ -253,7 +287,7 @@ def run_diagnose(args) -> int:
     d = diagnose(args.dir, classifier=args.classifier)
     render(d, Console())
     if args.json:
-        from .storage import write_json
+        from weightspace.io.save import write_json
 
         write_json(args.json, d.to_dict())
     return 0

@@ -15,6 +15,7 @@ import torch
 from safetensors import safe_open
 from torch.utils.data import Dataset
 
+from weightspace.errors import SpecError
 from weightspace.spec import WeightSpec
 
 from . import storage
@@ -31,17 +32,19 @@ class Zoo:
     def __init__(self, root: str | Path, verify: bool = True):
         self.root = Path(root)
         self.manifest = storage.read_manifest(self.root)
-        self.spec = WeightSpec.from_dict(self.manifest["spec"])
+        manifest = self.root / storage.MANIFEST
+        try:
+            self.spec = WeightSpec.from_dict(self.manifest["spec"])
+        except SpecError as err:
+            raise ZooError(f"{manifest}: the stored spec is invalid: {err}") from err
         self.keys: list[str] = list(self.manifest["weight_keys"])
         self.shards = self.manifest["shards"]
-        folder = self.root / storage.SHARDS
-        for s in self.shards:
-            path = folder / s["file"]
-            if not path.is_file():
-                raise ZooError(f"{path}: shard listed in the manifest is missing")
-            if verify:
+        paths = [storage.shard_path(self.root, s["file"], manifest) for s in self.shards]
+        if verify:
+            for path, s in zip(paths, self.shards):
                 storage.verify(path, s["sha256"])
-        self._files = [safe_open(str(folder / s["file"]), framework="pt") for s in self.shards]
+        self._files = [safe_open(str(path), framework="pt") for path in paths]
+        storage.check_shards(manifest, self.spec, self.keys, self._files, self.shards)
         self._starts = list(np.cumsum([0] + [s["count"] for s in self.shards])[:-1])
 
     def __len__(self) -> int:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import json
 from pathlib import Path
 from typing import Callable
 
@@ -33,6 +32,9 @@ import numpy as np
 import torch
 
 import weightspace as ws
+from weightspace.errors import OutsideFolderError
+from weightspace.io.paths import allowed_roots, within
+from weightspace.io.validate import MAX_CLASSES, bounded_int, read_json
 from weightspace.spec import WeightSpec
 
 from . import builder
@@ -96,18 +98,53 @@ def _import(
     return builder.run(job, progress=False)
 
 
-def _resolve(root: Path, path: str) -> Path:
-    """A path from a splits JSON: as written, relative to root, or re-rooted at root's name."""
+def _resolve(root: Path, path: str, splits_json: Path) -> Path:
+    """A path from a splits JSON: relative to root, re-rooted at root's name, or as written.
+
+    Whatever form it takes, the file must be a regular file inside `root`
+    (OutsideFolderError otherwise): a splits file cannot pull in checkpoints from
+    elsewhere on the machine.
+    """
+    if not isinstance(path, str) or not path or "\x00" in path:
+        raise ImportFormatError(splits_json, f"split paths must be non-empty strings, got {path!r}")
     p = Path(path)
-    for cand in (p, root / p):
-        if cand.is_file():
-            return cand
-    parts = p.parts
-    if root.name in parts:
-        cand = root.joinpath(*parts[len(parts) - parts[::-1].index(root.name):])
-        if cand.is_file():
-            return cand
+    candidates = [root / p] if not p.is_absolute() else []
+    if root.name in p.parts:
+        candidates.append(root.joinpath(*p.parts[len(p.parts) - p.parts[::-1].index(root.name):]))
+    candidates.append(p)
+    roots = allowed_roots(root)
+    for cand in candidates:
+        if not cand.exists():
+            continue
+        if not within(cand, roots):
+            raise OutsideFolderError(splits_json, f"split path {path!r} leads outside {root}; refused")
+        if not cand.is_file():
+            raise ImportFormatError(splits_json, f"split path {path!r} is not a regular file")
+        return cand
     raise ImportFormatError(path, f"listed in the splits JSON but not found (also looked under {root})")
+
+
+def _read_splits(splits_json: Path, root: Path) -> tuple[list[Path], list[int], list[str]]:
+    """(paths, labels, split names) of a DWSNets splits JSON, validated."""
+    splits = read_json(splits_json, "splits JSON", ImportFormatError)
+    if not isinstance(splits, dict):
+        raise ImportFormatError(splits_json, f"the splits JSON must be an object of splits, got {type(splits).__name__}")
+    paths, labels, names = [], [], []
+    for split in SPLITS:
+        part = splits.get(split)
+        if part is None:
+            continue
+        if not isinstance(part, dict) or not isinstance(part.get("path"), list) or not isinstance(part.get("label"), list) \
+                or len(part["path"]) != len(part["label"]):
+            raise ImportFormatError(splits_json, f"split {split!r} needs equally long 'path' and 'label' lists")
+        paths += [_resolve(root, p, splits_json) for p in part["path"]]
+        labels += [bounded_int(int(x) if isinstance(x, str) and x.isdecimal() and len(x) < 12 else x, splits_json,
+                               f"a label of split {split!r}", hi=MAX_CLASSES - 1, error=ImportFormatError)
+                   for x in part["label"]]
+        names += [split] * len(part["path"])
+    if not paths:
+        raise ImportFormatError(splits_json, f"no networks listed under any of {SPLITS}")
+    return paths, labels, names
 
 
 def _module_order(path: str) -> tuple:
@@ -194,22 +231,7 @@ def import_dwsnets(
         raise ZooError(f"unknown input order {input_order!r}; expected one of {INPUT_ORDERS}")
     if not grid or min(grid) < 1:
         raise ZooError(f"the render grid needs positive sizes, got {list(grid)}")
-    try:
-        splits = json.loads(Path(splits_json).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ImportFormatError(splits_json, f"unreadable splits JSON: {err}") from err
-    paths, labels, names = [], [], []
-    for split in SPLITS:
-        part = splits.get(split)
-        if part is None:
-            continue
-        if not isinstance(part, dict) or len(part.get("path", [])) != len(part.get("label", [])):
-            raise ImportFormatError(splits_json, f"split {split!r} needs equally long 'path' and 'label' lists")
-        paths += [_resolve(root, p) for p in part["path"]]
-        labels += [int(x) for x in part["label"]]
-        names += [split] * len(part["path"])
-    if not paths:
-        raise ImportFormatError(splits_json, f"no networks listed under any of {SPLITS}")
+    paths, labels, names = _read_splits(Path(splits_json), root)
     networks = {"label": labels, "split": names, "path": [str(p) for p in paths]}
     source = f"dwsnets:{root}"
     first = ws.load(paths[0])

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from tasks.training import WeightData
+from weightspace.io.validate import MAX_CLASSES, bounded_int
 from weightspace.nn import metanet_spec
 from weightspace.spec import WeightSpec
 from zoo import InrRecipe, SirenConfig, Zoo, ZooError, build_inr_zoo
@@ -130,5 +131,6 @@ class InrContext:
     @classmethod
     def from_config(cls, config: dict) -> "InrContext":
         st = config["standardize"]
-        return cls(WeightSpec.from_dict(config["spec"]), int(config["num_classes"]), SirenConfig.from_dict(config["siren"]),
+        classes = bounded_int(config["num_classes"], "metanetwork config", "'num_classes'", lo=1, hi=MAX_CLASSES)
+        return cls(WeightSpec.from_dict(config["spec"]), classes, SirenConfig.from_dict(config["siren"]),
                    tuple(config["grid"]), Standardize(dict(st["mean"]), dict(st["std"])))

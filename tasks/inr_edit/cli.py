@@ -68,10 +68,14 @@ def edit_checkpoint(metanet: Path, source: Path, out: Path, png: Path | None = N
     Returns the MSE of the edited render against the pixel edit of the input's render
     (what the editor was trained to approximate) and the same for the unedited input.
     """
-    from tasks.metanet_io import load_metanet
+    from weightspace.io.load import checkpoint_files
+    from weightspace.io.paths import check_output
+
+    from tasks.metanet_io import config_path, load_metanet
 
     from .models import editor_from_config
 
+    check_output(out, [source, *checkpoint_files(source), metanet, config_path(metanet)], "--out file")
     editor, _ = load_metanet(metanet, {"inr-edit": editor_from_config})
     spec, context = editor.context.spec, editor.context
     state = ws.load(source)

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from ..errors import WeightspaceError
 from ..spec import WeightSpec
+from .text import safe_text
 
 if TYPE_CHECKING:
     from ..parser import ParsedModel
@@ -43,13 +44,23 @@ def _from_factory(target: str, strict: bool) -> ParsedModel:
 
 
 def _from_checkpoint(path: str, activation: str | None) -> tuple[WeightSpec, str]:
+    """The stored spec (checked against the file's tensors), else one inferred from them."""
     from ..io import load, load_spec
     from ..parser import infer_spec
 
     stored = load_spec(path)
     if stored is not None:
+        stored.check(load(path), where=f"{path}: the spec stored in its metadata")
         return stored, "spec stored in the file's metadata"
     return infer_spec(load(path), activation=activation), "inferred from names and shapes"
+
+
+def _is_factory(target: str) -> bool:
+    """Whether `target` is MODULE:FACTORY (dotted identifiers) rather than a path that happens to hold ':'."""
+    if Path(target).exists() or ":" not in target:
+        return False
+    module_name, _, attr = target.partition(":")
+    return all(part.isidentifier() for part in module_name.split(".")) and (not attr or attr.isidentifier())
 
 
 def resolve(args) -> tuple[WeightSpec, str, ParsedModel | None]:
@@ -67,7 +78,7 @@ def resolve(args) -> tuple[WeightSpec, str, ParsedModel | None]:
         return parsed.spec, f"example {args.example!r}: traced with torch.export", parsed
     if not args.target:
         raise WeightspaceError("give a checkpoint path, MODULE:FACTORY, or --example NAME")
-    if ":" in args.target and not Path(args.target).exists():
+    if _is_factory(args.target):
         parsed = _from_factory(args.target, args.strict)
         return parsed.spec, f"{args.target}: traced with torch.export", parsed
     spec, how = _from_checkpoint(args.target, args.activation)
@@ -75,9 +86,10 @@ def resolve(args) -> tuple[WeightSpec, str, ParsedModel | None]:
 
 
 def render(spec: WeightSpec, origin: str, console: Console) -> None:
-    console.print(f"[bold]{origin}[/bold]")
+    """Print the spec as tables; every name and note from the file goes through `safe_text`."""
+    console.print(f"[bold]{safe_text(origin)}[/bold]")
     console.print(f"{len(spec.entries)} entries, {spec.num_parameters():,} parameters, {len(spec.groups)} groups, "
-                  f"provenance {spec.provenance}, {'verified' if spec.verified else 'not verified'}")
+                  f"provenance {safe_text(spec.provenance)}, {'verified' if spec.verified else 'not verified'}")
     table = Table(title="permutation groups")
     for col in ("group", "size", "kind", "members", "extra"):
         table.add_column(col)
@@ -85,7 +97,8 @@ def render(spec: WeightSpec, origin: str, console: Console) -> None:
         members = spec.members(name)
         shown = ", ".join(f"{m.key}[{m.axis}]" for m in members[:4])
         more = f" … (+{len(members) - 4})" if len(members) > 4 else ""
-        table.add_row(name, str(g.size), g.kind, shown + more, ", ".join(g.extra) or "-")
+        table.add_row(safe_text(name), str(g.size), safe_text(g.kind), safe_text(shown + more),
+                      safe_text(", ".join(g.extra) or "-"))
     console.print(table)
     if spec.frozen:
         reasons = Counter(f.reason for f in spec.frozen)
@@ -95,10 +108,10 @@ def render(spec: WeightSpec, origin: str, console: Console) -> None:
         frozen.add_column("e.g.")
         for reason, count in reasons.most_common():
             first = next(f for f in spec.frozen if f.reason == reason)
-            frozen.add_row(reason, str(count), f"{first.key}[{first.axis}]")
+            frozen.add_row(safe_text(reason), str(count), safe_text(f"{first.key}[{first.axis}]"))
         console.print(frozen)
     for note in spec.notes:
-        console.print(f"note: {note}")
+        console.print(f"note: {safe_text(note)}")
 
 
 def graph_of(args, spec: WeightSpec, parsed: ParsedModel | None):
@@ -128,8 +141,22 @@ def render_graph(graph, console: Console) -> None:
         console.print(table)
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse --json / --graph-png paths that name the checkpoint being read (OutputIsInputError)."""
+    from ..io.load import checkpoint_files
+    from ..io.paths import check_output
+
+    if args.example or not args.target or _is_factory(args.target):
+        return
+    inputs = [Path(args.target), *checkpoint_files(args.target)]
+    for flag, out in (("--json", args.json), ("--graph-png", args.graph_png)):
+        if out is not None:
+            check_output(out, inputs, f"{flag} file")
+
+
 def run(args: argparse.Namespace) -> int:
     console = Console()
+    _check_outputs(args)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         spec, origin, parsed = resolve(args)
@@ -139,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
 
         text = spec.to_json(indent=2)
         write_atomic(args.json, lambda tmp: tmp.write_text(text))
-        console.print(f"spec written to {args.json}")
+        console.print(f"spec written to {safe_text(args.json)}")
     if args.graph or args.graph_png:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
@@ -149,5 +176,5 @@ def run(args: argparse.Namespace) -> int:
             from ..graph.draw import draw
 
             draw(graph, args.graph_png, title=origin)
-            console.print(f"graph picture written to {args.graph_png}")
+            console.print(f"graph picture written to {safe_text(args.graph_png)}")
     return 0

@@ -6,26 +6,24 @@ structure and nothing in weightspace may rely on it; specs name keys explicitly.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..errors import CheckpointError, SpecError
 from ..spec import WeightSpec
+from .paths import inside
 from .resolve import INDEX, SAFETENSORS, kind_of, resolve
 from .safetensors_file import SPEC_KEY, load_safetensors, read_metadata
 from .torch_file import load_torch
 from .unwrap import strip_wrapper_prefixes, unwrap
+from .validate import parse_json, read_json
 
 
 def _read_index(path: Path) -> tuple[dict[str, str], dict[str, Any]]:
     """The (weight_map, metadata) of a sharded-checkpoint index file."""
-    try:
-        index = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(path, f"unreadable index file: {err}") from err
+    index = read_json(path, "index file")
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not weight_map:
         raise CheckpointError(path, "index has no 'weight_map' of {key: shard file}")
@@ -36,14 +34,8 @@ def _read_index(path: Path) -> tuple[dict[str, str], dict[str, Any]]:
 
 
 def _shard_path(index_path: Path, name: str) -> Path:
-    """A shard named by an index, which must lie in the index's folder."""
-    pure = PurePosixPath(name)
-    if pure.is_absolute() or ".." in pure.parts:
-        raise CheckpointError(index_path, f"shard {name!r} lies outside the index's folder")
-    shard = index_path.parent / pure
-    if not shard.is_file():
-        raise CheckpointError(index_path, f"shard {name!r} listed in the index is missing")
-    return shard
+    """A shard named by an index, which must be a regular file inside the index's folder."""
+    return inside(index_path.parent, name, "shard listed in the index", source=index_path)
 
 
 def _load_index(path: Path, map_location: Any, mmap: bool) -> dict[str, torch.Tensor]:
@@ -92,6 +84,15 @@ def load(path: str | Path, *, map_location: Any = "cpu", mmap: bool = True) -> d
     return strip_wrapper_prefixes(tensors)
 
 
+def checkpoint_files(path: str | Path) -> list[Path]:
+    """Every file reading the checkpoint at `path` opens (the file itself, or an index and its shards)."""
+    source = resolve(path)
+    if source.kind != INDEX:
+        return [source.path]
+    weight_map, _ = _read_index(source.path)
+    return [source.path, *(_shard_path(source.path, name) for name in dict.fromkeys(weight_map.values()))]
+
+
 def _spec_text(path: Path, kind: str) -> str | None:
     """The spec JSON stored with a checkpoint, if any."""
     if kind == SAFETENSORS:
@@ -113,6 +114,7 @@ def load_spec(path: str | Path) -> WeightSpec | None:
     if text is None:
         return None
     try:
-        return WeightSpec.from_json(text)
+        doc = parse_json(text, source.path, "the JSON", lambda _path, reason: SpecError(reason))
+        return WeightSpec.from_dict(doc)
     except SpecError as err:
         raise SpecError(f"{source.path}: spec stored under {SPEC_KEY!r} is invalid: {err}") from err

@@ -84,4 +84,7 @@ def resolve(path: str | Path) -> Source:
         raise CheckpointError(path, "no such file or folder")
     if path.is_dir():
         return _from_folder(path)
-    return Source(path, kind_of(path))
+    kind = kind_of(path)
+    if not path.is_file():
+        raise CheckpointError(path, "not a regular file (a FIFO, device or socket cannot be a checkpoint)")
+    return Source(path, kind)

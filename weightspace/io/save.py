@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import stat
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import safetensors.torch
 import torch
@@ -89,15 +90,28 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _target_mode(path: Path, tmp: Path) -> int:
+    """The mode the written file gets: the replaced file's, else the umask's (read off `tmp`)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return stat.S_IMODE(os.stat(tmp).st_mode)
+
+
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Run `write(tmp)` on a fresh temporary file beside `path`, then move it into place.
 
-    On any error the temporary file is removed and `path` is left as it was.
+    On any error the temporary file is removed and `path` is left as it was. The
+    result keeps the mode of the file it replaces; a new file gets 0o666 less the
+    umask, whatever mode the writer gave its temporary file.
     """
+    path = Path(path)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
     os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
+        mode = _target_mode(path, tmp)
         write(tmp)
+        os.chmod(tmp, mode)
         with open(tmp, "rb+") as f:
             f.flush()
             os.fsync(f.fileno())
@@ -108,11 +122,11 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     _fsync_dir(path.parent)
 
 
-def write_json(path: str | Path, data) -> Path:
-    """Write `data` as indented JSON, atomically (results files, configs)."""
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write `data` as indented UTF-8 JSON, atomically (results, configs, zoo manifests and sidecars)."""
     path = Path(path)
     text = json.dumps(data, indent=1)
-    write_atomic(path, lambda tmp: tmp.write_text(text))
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return path
 
 

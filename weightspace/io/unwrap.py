@@ -26,38 +26,83 @@ TRAINING_STATE_KEYS = frozenset(
 # Prefixes that wrappers add to every key; stripped only when every key has one.
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 _MAX_UNWRAP = 4
+# Bounds on the walk through nested mappings: a hostile pickle can make one dict contain
+# itself, or share sub-dicts so that a 2 KB file names 2**40 keys.
+MAX_DEPTH = 64
+MAX_ITEMS = 1_000_000
+MAX_MAPPINGS = 100_000
 
 
-def _holds_tensors(value: Any) -> bool:
-    """Whether a (possibly nested) mapping has at least one tensor leaf."""
+def _holds_tensors(value: Any, path: str | Path) -> bool:
+    """Whether a (possibly nested, possibly cyclic) mapping has at least one tensor leaf."""
     if isinstance(value, torch.Tensor):
         return True
-    if isinstance(value, Mapping):
-        return any(_holds_tensors(v) for k, v in value.items() if isinstance(k, str))
+    if not isinstance(value, Mapping):
+        return False
+    seen, stack, items = {id(value)}, [value], 0
+    while stack:
+        for k, v in stack.pop().items():
+            items += 1
+            if items > MAX_ITEMS:
+                raise CheckpointError(path, f"nested mappings hold more than {MAX_ITEMS:,} entries; refused")
+            if not isinstance(k, str):
+                continue
+            if isinstance(v, torch.Tensor):
+                return True
+            if isinstance(v, Mapping) and id(v) not in seen:
+                seen.add(id(v))
+                stack.append(v)
     return False
 
 
-def _unwrap_once(obj: Mapping) -> Mapping | None:
+def _unwrap_once(obj: Mapping, path: str | Path) -> Mapping | None:
     """The wrapped mapping to descend into, or None when `obj` is already the weights."""
     if any(isinstance(v, torch.Tensor) for v in obj.values()):
         return None
     for keys in (WRAPPER_KEYS, EMA_KEYS):
         for key in keys:
             value = obj.get(key)
-            if isinstance(value, Mapping) and _holds_tensors(value):
+            if isinstance(value, Mapping) and _holds_tensors(value, path):
                 return value
     return None
 
 
-def _flatten(obj: Mapping, prefix: str, out: dict[str, torch.Tensor], top: bool) -> None:
-    """Flatten nested mappings with '.', keeping only tensor leaves under string keys."""
-    for key, value in obj.items():
-        if not isinstance(key, str) or (top and key in TRAINING_STATE_KEYS):
+def _flatten(obj: Mapping, path: str | Path) -> dict[str, torch.Tensor]:
+    """Flatten nested mappings with '.', keeping only tensor leaves under string keys.
+
+    Iterative and bounded: a mapping that contains itself, nesting deeper than
+    MAX_DEPTH, or more than MAX_ITEMS entries or MAX_MAPPINGS mappings visited
+    (shared sub-dicts expanding exponentially) raise CheckpointError naming `path`.
+    """
+    out: dict[str, torch.Tensor] = {}
+    stack = [(iter(obj.items()), "", id(obj))]
+    on_path, items, mappings = {id(obj)}, 0, 0
+    while stack:
+        entries, prefix, oid = stack[-1]
+        item = next(entries, None)
+        if item is None:
+            stack.pop()
+            on_path.discard(oid)
+            continue
+        items += 1
+        if items > MAX_ITEMS:
+            raise CheckpointError(path, f"nested mappings expand to more than {MAX_ITEMS:,} entries; refused")
+        key, value = item
+        if not isinstance(key, str) or (len(stack) == 1 and key in TRAINING_STATE_KEYS):
             continue
         if isinstance(value, torch.Tensor):
             out[prefix + key] = value
         elif isinstance(value, Mapping):
-            _flatten(value, f"{prefix}{key}.", out, top=False)
+            if id(value) in on_path:
+                raise CheckpointError(path, f"mapping {prefix + key!r} contains itself (a cycle); refused")
+            if len(stack) >= MAX_DEPTH:
+                raise CheckpointError(path, f"mappings nest deeper than {MAX_DEPTH} levels; refused")
+            mappings += 1
+            if mappings > MAX_MAPPINGS:
+                raise CheckpointError(path, f"nested mappings expand to more than {MAX_MAPPINGS:,} mappings; refused")
+            stack.append((iter(value.items()), f"{prefix}{key}.", id(value)))
+            on_path.add(id(value))
+    return out
 
 
 def strip_wrapper_prefixes(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -86,12 +131,11 @@ def unwrap(obj: Any, path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(path, f"expected a state dict (a mapping of tensors), found {found}")
     top_keys = [str(k) for k in obj]
     for _ in range(_MAX_UNWRAP):
-        inner = _unwrap_once(obj)
+        inner = _unwrap_once(obj, path)
         if inner is None:
             break
         obj = inner
-    out: dict[str, torch.Tensor] = {}
-    _flatten(obj, "", out, top=True)
+    out = _flatten(obj, path)
     if not out:
         shown = top_keys[:20] + (["…"] if len(top_keys) > 20 else [])
         raise CheckpointError(path, f"no tensors found; top-level keys: {shown}")

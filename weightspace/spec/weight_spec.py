@@ -19,11 +19,15 @@ from .element import GroupElement
 from .parts import Entry, ExtraAction, Factor, FrozenAxis, Group
 
 PROVENANCES = ("traced", "inferred", "manual")
+# Largest axis or group size a spec read from JSON may name (bounds what `random_element` allocates).
+MAX_SIZE = 2**31 - 1
 
 
 def _int(n, key: str) -> int:
     if isinstance(n, bool) or not isinstance(n, int):
         raise SpecError(f"{key}: sizes must be integers, got {n!r}")
+    if not 0 <= n <= MAX_SIZE:
+        raise SpecError(f"{key}: size {n} is outside [0, {MAX_SIZE}]")
     return n
 
 
@@ -275,7 +279,7 @@ class WeightSpec:
             groups = {
                 g["name"]: Group(
                     g["name"],
-                    int(g["size"]),
+                    _int(g["size"], f"group {g['name']!r}"),
                     g.get("kind", "unit"),
                     tuple(g.get("extra", ())),
                     tuple(ExtraAction(k, int(a), int(p)) for k, a, p in g.get("extra_action", ())),
@@ -287,14 +291,21 @@ class WeightSpec:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise SpecError(f"malformed spec JSON: {type(err).__name__}: {err}") from err
+        notes = d.get("notes", ())
+        if not isinstance(notes, (list, tuple)) or not all(isinstance(n, str) for n in notes):
+            raise SpecError("'notes' must be a list of strings")
+        acted_on = {f.group for e in entries.values() for axis in e.axes for f in axis}
+        idle = sorted(n for n in groups if n not in acted_on)
+        if idle:
+            raise SpecError(f"groups {idle[:8]} act on no entry; a group's size must match its members")
         return cls(
             entries,
             groups,
             aliases,
             frozen,
             d.get("provenance", "manual"),
-            d.get("verified", False),
-            tuple(d.get("notes", ())),
+            bool(d.get("verified", False)),
+            tuple(notes),
         )
 
     @classmethod
@@ -303,6 +314,8 @@ class WeightSpec:
             d = json.loads(text)
         except json.JSONDecodeError as err:
             raise SpecError(f"spec is not valid JSON: {err}") from err
+        except RecursionError:
+            raise SpecError("spec JSON nests too deeply") from None
         return cls.from_dict(d)
 
     # ------------------------------------------------------------------ display
