@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from . import storage
 from .distributed import Ranks
-from .errors import ZooError
+from weightspace.errors import ZooError
 
 ShardMaker = Callable[[int, int], tuple[dict[str, torch.Tensor], dict]]
 

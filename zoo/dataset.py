@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from weightspace.spec import WeightSpec
 
 from . import storage
-from .errors import ZooError
+from weightspace.errors import ZooError
 
 
 class Zoo:

@@ -23,7 +23,7 @@ import torch
 
 from weightspace.io.save import write_atomic
 
-from .errors import ChecksumError, ZooError
+from weightspace.errors import ChecksumError, ZooError
 
 FORMAT = "weightspace.zoo"
 VERSION = 1

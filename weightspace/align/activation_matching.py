@@ -20,7 +20,7 @@ from torch import nn
 from ..spec import GroupElement, WeightSpec
 from .activations import GroupActivations, Site
 from .data import input_batches
-from .errors import AlignError
+from ..errors import AlignError
 from .lap import assignment_value, best_permutation
 from .pair import check_pair
 

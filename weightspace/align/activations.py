@@ -21,7 +21,7 @@ from ..parser.build import build_spec
 from ..parser.context import TensorValue
 from ..parser.trace import trace
 from ..spec import Factor, WeightSpec
-from .errors import AlignError
+from ..errors import AlignError
 from .modules import complete, mode
 
 

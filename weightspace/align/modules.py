@@ -8,7 +8,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from .errors import AlignError
+from ..errors import AlignError
 
 
 def tied_groups(model: nn.Module) -> dict[str, list[str]]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import WeightspaceError
+from ..errors import ConfigError
 from ..spec import WeightSpec
 
 
@@ -33,7 +33,7 @@ def _from_factory(target: str, strict: bool) -> WeightSpec:
     factory = getattr(importlib.import_module(module_name), attr or "build")
     built = factory()
     if not (isinstance(built, tuple) and len(built) == 2):
-        raise WeightspaceError(f"{target} must return (model, example_inputs), got {type(built).__name__}")
+        raise ConfigError(f"{target} must return (model, example_inputs), got {type(built).__name__}")
     model, inputs = built
     return parse(model, inputs if isinstance(inputs, tuple) else (inputs,), strict=strict)
 
@@ -61,7 +61,7 @@ def resolve(args) -> tuple[WeightSpec, str]:
 
         return parse(model, inputs, strict=args.strict), f"example {args.example!r}: traced with torch.export"
     if not args.target:
-        raise WeightspaceError("give a checkpoint path, MODULE:FACTORY, or --example NAME")
+        raise ConfigError("give a checkpoint path, MODULE:FACTORY, or --example NAME")
     if ":" in args.target and not Path(args.target).exists():
         return _from_factory(args.target, args.strict), f"{args.target}: traced with torch.export"
     spec, how = _from_checkpoint(args.target, args.activation)

@@ -6,7 +6,7 @@ PyG export lives in `weightspace.graph.pyg` (needs torch_geometric), networkx in
 `weightspace.graph.nx`, pictures in `weightspace.graph.draw` (matplotlib).
 """
 from .build import ParamGraph, bucket, build_graph, flatten_values, from_module, node_permutation, to_state_dict
-from .errors import GraphError
+from ..errors import GraphError
 from .roles import Role, roles_from_trace, trace_roles
 from .structure import EntryLayout, GraphStructure, NodeSpace, graph_structure
 from .vocab import EDGE_TYPES, NODE_TYPES

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..spec import GroupElement, WeightSpec
-from .errors import GraphError
+from ..errors import GraphError
 from .roles import Role, roles_from_trace
 from .structure import GraphStructure, graph_structure, ravel, unravel
 
