@@ -10,7 +10,7 @@ import torch
 
 def add_parser(sub) -> None:
     p = sub.add_parser("predict", help="classify INR checkpoints with a trained metanetwork")
-    p.add_argument("--metanet", type=Path, required=True, help="a saved classifier (.safetensors with its .json)")
+    p.add_argument("--metanet", type=Path, required=True, help="a saved classifier (.safetensors, its config in the metadata)")
     p.add_argument("inrs", type=Path, nargs="+", help="INR checkpoints (any format weightspace.load reads)")
     p.add_argument("--top", type=int, default=3, help="classes shown per INR")
     p.set_defaults(run=run)
