@@ -28,6 +28,10 @@ class UnknownNameError(ConfigError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class MissingDependencyError(WeightspaceError, ImportError):
+    """An optional package that a feature needs is not installed; the message says how to install it."""
+
+
 class CheckpointError(WeightspaceError):
     """A checkpoint file or folder could not be read (missing, truncated, corrupt, unknown format)."""
 
