@@ -50,7 +50,7 @@ def job_module(name: str) -> ModuleType:
 
 def summary(module: ModuleType) -> str:
     """The first line of a job module's docstring."""
-    return (module.__doc__ or "").strip().splitlines()[0] if module.__doc__ else ""
+    return module.__doc__.strip().splitlines()[0] if module.__doc__ else ""
 
 
 def exit_code(result: int | dict | None) -> int:
