@@ -1,5 +1,7 @@
-"""`weightspace predict --metanet clf.safetensors INR...`: classify INR checkpoints with
-a trained metanetwork (saved by `weightspace run inr-classify` under OUT/models/)."""
+"""Classify INR checkpoints with a trained metanetwork (saved by inr-classify under OUT/models/).
+
+    weightspace predict --metanet clf.safetensors INR...      (also: weightspace run predict ...)
+"""
 from __future__ import annotations
 
 import argparse
@@ -9,11 +11,16 @@ import torch
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("predict", help="classify INR checkpoints with a trained metanetwork")
-    p.add_argument("--metanet", type=Path, required=True, help="a saved classifier (.safetensors with its .json)")
+    """The `predict` command (registered through the `weightspace.commands` entry point)."""
+    from .jobs import add_job_parser
+
+    add_job_parser(sub, "predict", "predict")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metanet", type=Path, required=True, help="a saved classifier (.safetensors; its config is in the metadata)")
     p.add_argument("inrs", type=Path, nargs="+", help="INR checkpoints (any format weightspace.load reads)")
     p.add_argument("--top", type=int, default=3, help="classes shown per INR")
-    p.set_defaults(run=run)
 
 
 def rebuild(config: dict):
@@ -41,7 +48,7 @@ def classify(metanet: Path, inrs: list[dict[str, torch.Tensor]]) -> torch.Tensor
         return torch.softmax(model(choice.prepare(context)(x)), dim=-1)
 
 
-def run(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     import weightspace as ws
 
     probs = classify(args.metanet, [ws.load(p) for p in args.inrs])

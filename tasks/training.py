@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from weightspace.errors import ConfigError
+
 Weights = dict[str, torch.Tensor]
 
 
@@ -34,7 +36,7 @@ class WeightData:
     def __post_init__(self) -> None:
         sizes = {k: v.shape[0] for k, v in self.weights.items()}
         if len(set(sizes.values()) | {len(self.targets)}) != 1:
-            raise ValueError(f"weights and targets disagree in length: {sizes}, targets {len(self.targets)}")
+            raise ConfigError(f"weights and targets disagree in length: {sizes}, targets {len(self.targets)}")
 
     def __len__(self) -> int:
         return len(self.targets)

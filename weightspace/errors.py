@@ -1,13 +1,35 @@
-"""Every error weightspace raises on bad input: one base class, named subclasses.
+"""Every error weightspace, its zoo and its jobs raise on bad input: one base class,
+named subclasses, all in this module.
 
 Each carries the offending file, key or axis in its message so that a user can find
-what was wrong without reading a traceback into our internals.
+what was wrong without reading a traceback into our internals. An error that replaces
+a builtin also subclasses it (`ConfigError` is a `ValueError`), so `except ValueError`
+callers keep working. The console script prints any `WeightspaceError` as one line.
 """
 from __future__ import annotations
 
 
 class WeightspaceError(Exception):
     """Base class of every error raised by weightspace on bad input."""
+
+
+class ConfigError(WeightspaceError, ValueError):
+    """An argument or configuration value given to a constructor, function or job is invalid."""
+
+
+class InputTypeError(WeightspaceError, TypeError):
+    """An argument has the wrong type (a list where a tensor is expected, a non-string key, ...)."""
+
+
+class UnknownNameError(ConfigError, KeyError):
+    """A name (example, task family, job, ...) that its registry does not hold."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class MissingDependencyError(WeightspaceError, ImportError):
+    """An optional package that a feature needs is not installed; the message says how to install it."""
 
 
 class CheckpointError(WeightspaceError):
@@ -90,14 +112,64 @@ class SpecVerificationError(WeightspaceError):
         )
 
 
-# ---- hostile input (issue 19): paths leaving their folder, busy builds, outputs over inputs
+class AlignError(WeightspaceError):
+    """Alignment or merging could not run on the given models, spec or data."""
+
+
+class ArchitectureMismatchError(AlignError):
+    """Two state dicts to align do not describe the same architecture."""
+
+    def __init__(self, key: str, reason: str):
+        self.key = key
+        self.reason = reason
+        super().__init__(f"models A and B differ first at {key!r}: {reason}")
+
+
+class GraphError(WeightspaceError):
+    """A parameter graph does not fit the spec, structure or values it is used with."""
+
+
+class GMNError(WeightspaceError):
+    """A graph batch the metanetwork cannot read (unknown edge width, missing graph meta, ...)."""
+
+
+class LoptError(WeightspaceError, ValueError):
+    """A learned rule or meta-network was called with inputs it cannot use (features, graphs, states)."""
+
+
+class ZooError(WeightspaceError):
+    """A zoo directory, build request or import source is invalid."""
+
+
+class ChecksumError(ZooError):
+    """A shard's bytes do not match the checksum recorded when it was written."""
+
+    def __init__(self, path, expected: str, got: str):
+        self.path = str(path)
+        self.expected = expected
+        self.got = got
+        super().__init__(
+            f"{self.path}: checksum mismatch (recorded sha256 {expected[:16]}…, file has {got[:16]}…); "
+            "the shard is corrupt: delete it and re-run the build to regenerate it"
+        )
+
+
+class ImportFormatError(ZooError):
+    """An import source does not have the layout its importer expects."""
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        super().__init__(f"{self.path}: {reason}")
+
+
+# paths leaving their folder, busy builds, outputs over inputs
 
 
 class OutsideFolderError(CheckpointError):
     """A file names a path (absolute, `..`, or a symlink) that leaves the folder it must stay in."""
 
 
-class FolderLockedError(WeightspaceError):
+class FolderLockedError(ZooError):
     """Another process holds the build lock of a folder (two builders would mix their shards)."""
 
     def __init__(self, path, holder: str):
@@ -115,3 +187,7 @@ class OutputIsInputError(WeightspaceError):
     def __init__(self, path, reason: str):
         self.path = str(path)
         super().__init__(f"{self.path}: {reason}")
+
+
+class EditError(WeightspaceError, ValueError):
+    """An INR edit, editor or edit input is unknown or does not fit the editor."""

@@ -10,7 +10,7 @@ from .classifier_zoo import ClassifierRecipe, build_classifier_zoo
 from .dataset import Zoo, ZooDataset
 from .diagnose import Diagnosis, diagnose
 from .importers import import_checkpoints, import_dwsnets, import_small_cnn_zoo
-from .errors import ChecksumError, ImportFormatError, ZooError
+from weightspace.errors import ChecksumError, ImportFormatError, ZooError
 from .inr_zoo import InrRecipe, build_inr_zoo
 from .siren import SirenConfig
 

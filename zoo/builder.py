@@ -17,9 +17,10 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
+from weightspace.errors import ZooError
+
 from . import storage
 from .distributed import Ranks
-from .errors import ZooError
 from .lock import build_lock
 
 ShardMaker = Callable[[int, int], tuple[dict[str, torch.Tensor], dict]]

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ZooError
+from weightspace.errors import ZooError
 
 ARCHS = ("cnn", "mlp")
 

@@ -24,7 +24,7 @@ from .classifier_nets import ClassifierConfig
 from .classifier_trainer import Hyper, Split, train
 from .datasets import load_dataset
 from .distributed import Ranks
-from .errors import ZooError
+from weightspace.errors import ZooError
 from .inr_zoo import derived_seed
 from .storage import INIT_PREFIX
 

@@ -295,16 +295,12 @@ def run_diagnose(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run `zoo …` without the weightspace console script (for `python -m zoo.cli`)."""
-    from weightspace.errors import WeightspaceError
+    from weightspace.cli.main import run_reporting_errors
 
     parser = argparse.ArgumentParser(prog="weightspace")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["zoo", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return int(args.run(args) or 0)
-    except WeightspaceError as err:
-        print(f"weightspace zoo: {type(err).__name__}: {err}", file=sys.stderr)
-        return 2
+    return run_reporting_errors("weightspace zoo", lambda: args.run(args))
 
 
 if __name__ == "__main__":

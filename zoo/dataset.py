@@ -19,7 +19,7 @@ from weightspace.errors import SpecError
 from weightspace.spec import WeightSpec
 
 from . import storage
-from .errors import ZooError
+from weightspace.errors import ZooError
 
 
 class Zoo:

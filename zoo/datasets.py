@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import ZooError
+from weightspace.errors import ZooError
 
 SPLITS = ("train", "val", "test")
 SPLIT_SEED = 0

@@ -18,7 +18,7 @@ import torch
 from . import features
 from .dataset import Zoo
 from .datasets import load_dataset
-from .errors import ZooError
+from weightspace.errors import ZooError
 from .siren import SirenConfig
 from .storage import INIT_PREFIX
 

@@ -39,7 +39,7 @@ from weightspace.spec import WeightSpec
 
 from . import builder
 from .datasets import SPLITS, grid_coords
-from .errors import ImportFormatError, ZooError
+from weightspace.errors import ImportFormatError, ZooError
 from .siren import SirenConfig
 
 Loader = Callable[[int], dict[str, torch.Tensor]]

@@ -23,7 +23,7 @@ from weightspace.spec import GroupElement, WeightSpec
 from . import builder, siren
 from .datasets import SPLITS, SignalSet, load_dataset
 from .distributed import Ranks
-from .errors import ZooError
+from weightspace.errors import ZooError
 from .inr_trainer import FitSettings, fit
 from .siren import SirenConfig
 from .storage import ELEMENT_PREFIX, INIT_PREFIX

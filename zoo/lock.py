@@ -14,9 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from weightspace.errors import FolderLockedError
-
-from .errors import ZooError
+from weightspace.errors import FolderLockedError, ZooError
 
 LOCK = ".build.lock"
 

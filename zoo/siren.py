@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .errors import ZooError
+from weightspace.errors import ZooError
 
 FIRST_LAYER_INITS = ("siren", "torch")
 

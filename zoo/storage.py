@@ -23,12 +23,14 @@ from typing import Any, Mapping
 import safetensors.torch
 import torch
 
+from weightspace.errors import ChecksumError, ZooError
 from weightspace.io.paths import inside
 from weightspace.io.save import write_atomic, write_json
 from weightspace.io.validate import bounded_int, field, str_list
 from weightspace.io.validate import read_json as read_untrusted_json
 
-from .errors import ChecksumError, ZooError
+from weightspace.errors import ChecksumError, ZooError
+
 from .lock import LOCK
 
 FORMAT = "weightspace.zoo"

@@ -168,10 +168,11 @@ def run_case(name: str, build, x, y, epochs: int, example: torch.Tensor) -> dict
     return row
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer training epochs")
-    args = parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> dict:
     torch.set_num_threads(1)
     x28, y = digits_images(28)
     x8, _ = digits_images(8)
@@ -212,4 +213,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from tasks.jobs import run_module
+
+    sys.exit(run_module(sys.modules[__name__]))

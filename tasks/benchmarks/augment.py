@@ -57,11 +57,12 @@ def _best(fn, repeats: int) -> float:
     return min(times)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3)
-    args = ap.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> dict:
     spec, batch = population(args.batch)
     labels = torch.arange(args.batch) % 10
     gen = torch.Generator().manual_seed(0)
@@ -93,4 +94,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from tasks.jobs import run_module
+
+    sys.exit(run_module(sys.modules[__name__]))

@@ -172,8 +172,7 @@ def resnet_memory(hidden: int, layers: int, heads: int, threads: int) -> dict:
     return {"sparse": rows, "dense_edge_tensor_bytes": dense_edge_bytes}
 
 
-def main(argv: list[str] | None = None) -> dict | None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--networks", type=int, default=256)
     ap.add_argument("--hidden", type=int, default=32)
     ap.add_argument("--layers", type=int, default=2)
@@ -182,7 +181,9 @@ def main(argv: list[str] | None = None) -> dict | None:
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads for every model")
     ap.add_argument("--skip-resnet", action="store_true")
     ap.add_argument("--memory-child", choices=("transformer", "mpnn"), help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> dict | None:
     torch.set_num_threads(args.threads)
     if args.memory_child:
         memory_child(args.memory_child, args.hidden, args.layers, args.heads)
@@ -204,4 +205,6 @@ def main(argv: list[str] | None = None) -> dict | None:
 
 
 if __name__ == "__main__":
-    main()
+    from tasks.jobs import run_module
+
+    sys.exit(run_module(sys.modules[__name__]))

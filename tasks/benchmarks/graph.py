@@ -125,14 +125,15 @@ def resnet18(repeats: int) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--networks", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--skip-resnet", action="store_true")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads for both paths (1: steadier on a shared machine)")
-    args = ap.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     print(f"torch threads: {torch.get_num_threads()}")
     row = siren_batch(args.networks, args.repeats)
@@ -153,4 +154,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from tasks.jobs import run_module
+
+    sys.exit(run_module(sys.modules[__name__]))

@@ -81,11 +81,12 @@ def measure(name: str, model, inputs, repeats: int) -> dict:
     return row
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="small versions of both models (smoke test)")
-    args = ap.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> dict:
     rows = [measure("gpt2-small", *gpt2_small(args.quick), args.repeats),
             measure("resnet-50", *resnet50(args.quick), args.repeats)]
     worst = min(rows, key=lambda r: r["parse_ratio"])
@@ -105,4 +106,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from tasks.jobs import run_module
+
+    sys.exit(run_module(sys.modules[__name__]))

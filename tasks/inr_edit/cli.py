@@ -1,8 +1,6 @@
-"""`weightspace edit` (apply a trained editor to an INR checkpoint) and the
-`weightspace run inr-edit` job (train and compare editors on a zoo).
+"""Edit an INR checkpoint with a trained editor metanetwork (saved by the inr-edit job).
 
     weightspace edit --metanet editor.safetensors in.safetensors --out out.safetensors --png before_after.png
-    weightspace run inr-edit --edit dilate --out runs/inr-edit
 """
 from __future__ import annotations
 
@@ -12,54 +10,23 @@ from pathlib import Path
 import torch
 
 import weightspace as ws
+from weightspace.errors import EditError
 
-from .data import EDITS, EditError, apply_edit
-from .models import DEFAULT, EDITORS
+from .data import apply_edit
 
 
 def add_parser(sub) -> None:
-    """The `edit` subcommand (registered through the `weightspace.commands` entry point)."""
-    p = sub.add_parser("edit", help="edit an INR checkpoint with a trained editor metanetwork")
+    """The `edit` command (registered through the `weightspace.commands` entry point)."""
+    from tasks.jobs import add_job_parser
+
+    add_job_parser(sub, "edit", "edit")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", type=Path, help="INR checkpoint (one state dict, or stacked INRs with a leading dim)")
     p.add_argument("--metanet", type=Path, required=True, help="editor saved by `weightspace run inr-edit`")
     p.add_argument("--out", type=Path, required=True, help="where to write the edited checkpoint (.safetensors)")
     p.add_argument("--png", type=Path, default=None, help="before/after picture")
-    p.set_defaults(run=run_edit)
-
-
-def add_job(jobs) -> None:
-    """The `inr-edit` job of `weightspace run`."""
-    p = jobs.add_parser("inr-edit", help="train and compare INR editors (equivariant vs baselines) on an INR zoo")
-    p.add_argument("--zoo", type=Path, default=None, help="zoo directory (default: OUT/zoo, built if missing)")
-    p.add_argument("--dataset", default="digits", help="dataset of the zoo built when --zoo is missing")
-    p.add_argument("--init", choices=("shared", "independent"), default="shared", help="recipe of a built zoo")
-    p.add_argument("--edit", choices=sorted(EDITS), default="dilate")
-    p.add_argument("--source", choices=("signal", "render"), default="signal",
-                   help="edit the fitted signal (as the papers) or the INR's own render")
-    p.add_argument("--models", nargs="+", default=None, choices=sorted(EDITORS),
-                   help=f"editors (default: {' '.join(DEFAULT)})")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--epochs", type=int, default=None, help="override every editor's epoch count")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N INRs of each split")
-    p.add_argument("--out", type=Path, default=Path("runs/inr-edit"))
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(run=run_inr_edit)
-
-
-def run_inr_edit(args: argparse.Namespace) -> int:
-    from zoo import InrRecipe
-
-    from tasks.inr_classify.data import ensure_zoo
-
-    from .data import EditPairs
-    from .run import Settings, compare
-
-    root = ensure_zoo(args.zoo or args.out / "zoo", args.dataset, InrRecipe(init=args.init), progress=not args.quiet)
-    pairs = EditPairs.load(root, args.edit, args.source, limit=args.limit)
-    settings = Settings(seeds=tuple(args.seeds), epochs=args.epochs, progress=not args.quiet)
-    compare(pairs, list(args.models or DEFAULT), settings, args.out)
-    print(f"results written to {args.out / 'results.json'}, {args.out / 'examples.png'}, editors in {args.out / 'models'}")
-    return 0
 
 
 def edit_checkpoint(metanet: Path, source: Path, out: Path, png: Path | None = None) -> dict[str, float]:
@@ -71,11 +38,11 @@ def edit_checkpoint(metanet: Path, source: Path, out: Path, png: Path | None = N
     from weightspace.io.load import checkpoint_files
     from weightspace.io.paths import check_output
 
-    from tasks.metanet_io import config_path, load_metanet
+    from tasks.metanet_io import load_metanet
 
     from .models import editor_from_config
 
-    check_output(out, [source, *checkpoint_files(source), metanet, config_path(metanet)], "--out file")
+    check_output(out, [source, *checkpoint_files(source), metanet], "--out file")
     editor, _ = load_metanet(metanet, {"inr-edit": editor_from_config})
     spec, context = editor.context.spec, editor.context
     state = ws.load(source)
@@ -109,7 +76,7 @@ def _is_batched(spec: ws.WeightSpec, state: dict[str, torch.Tensor], source: Pat
         return True
 
 
-def run_edit(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     scores = edit_checkpoint(args.metanet, args.input, args.out, args.png)
     print(f"edited checkpoint written to {args.out}" + (f", picture to {args.png}" if args.png else ""))
     print(f"render MSE against the pixel edit of the input: {scores['mse_edited']:.4f} "

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from tasks.inr_classify.data import InrSplits, Standardize, grid_coords
 from tasks.training import WeightData
-from weightspace.errors import WeightspaceError
+from weightspace.errors import EditError
 from weightspace.spec import WeightSpec
 from zoo import SirenConfig, Zoo
 from zoo.siren import forward as siren_forward
@@ -30,10 +30,6 @@ from zoo.datasets import load_dataset
 SPLITS = ("train", "val", "test")
 BLUR_SIGMA = 1.0
 CONTRAST_GAIN = 2.0
-
-
-class EditError(WeightspaceError, ValueError):
-    """An edit, editor or edit input is unknown or does not fit the editor."""
 
 
 def _as_channels(images: torch.Tensor) -> torch.Tensor:

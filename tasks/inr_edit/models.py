@@ -22,10 +22,11 @@ from typing import Callable
 import torch
 from torch import nn
 
+from weightspace.errors import EditError
 from weightspace.nn import EquivariantNetwork, FlatMLP, FourierFeatures
 from weightspace.spec import WeightSpec
 
-from .data import EditContext, EditError
+from .data import EditContext
 
 Weights = dict[str, torch.Tensor]
 INIT_SCALE = 1e-2

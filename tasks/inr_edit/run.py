@@ -15,9 +15,10 @@ from rich.console import Console
 from rich.table import Table
 
 from tasks.metanet_io import save_metanet
+from weightspace.errors import EditError
 from weightspace.io.save import write_json
 
-from .data import EditError, EditPairs
+from .data import EditPairs
 from .models import EDITORS, WeightEditor, build_editor, editor_config
 from .plots import save_rows
 from .train import EditConfig, fit_editor

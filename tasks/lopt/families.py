@@ -21,6 +21,7 @@ from torch import nn
 from torch.func import functional_call
 
 import weightspace as ws
+from weightspace.errors import UnknownNameError
 from weightspace.spec import WeightSpec
 
 from . import data
@@ -182,7 +183,7 @@ class Registry:
 
     def get(self, name: str) -> Family:
         if name not in self.families:
-            raise KeyError(f"unknown task family {name!r}; known: {sorted(self.families)}")
+            raise UnknownNameError(f"unknown task family {name!r}; known: {sorted(self.families)}")
         if name == "mlp-mnist1d" and not data.mnist1d_available():
             raise ImportError("family 'mlp-mnist1d' needs the `mnist1d` package: pip install mnist1d")
         return self.families[name]()

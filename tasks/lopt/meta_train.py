@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from weightspace.errors import ConfigError
 from weightspace.lopt import BOUNDS, LearnedRule, save_rule
 
 from .families import FAMILIES, Task
@@ -63,13 +64,13 @@ class MetaConfig:
 
     def __post_init__(self):
         if self.method not in METHODS:
-            raise ValueError(f"unknown meta-training method {self.method!r}; expected one of {METHODS}")
+            raise ConfigError(f"unknown meta-training method {self.method!r}; expected one of {METHODS}")
         if self.bound not in BOUNDS:
-            raise ValueError(f"unknown bound {self.bound!r}; expected one of {BOUNDS}")
+            raise ConfigError(f"unknown bound {self.bound!r}; expected one of {BOUNDS}")
         if self.cpu_budget < 0:
-            raise ValueError(f"cpu_budget must be >= 0 (0: no budget), got {self.cpu_budget}")
+            raise ConfigError(f"cpu_budget must be >= 0 (0: no budget), got {self.cpu_budget}")
         if min(self.meta_steps, self.horizon, self.unroll, self.tasks, self.population) < 1 or self.sigma <= 0:
-            raise ValueError(f"meta_steps, horizon, unroll, tasks, population and sigma must be positive: {self}")
+            raise ConfigError(f"meta_steps, horizon, unroll, tasks, population and sigma must be positive: {self}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "MetaConfig":
@@ -244,7 +245,7 @@ def meta_train(config: MetaConfig, out: str | Path | None = None, *, resume: boo
     if folder is not None and resume and (folder / CHECKPOINT).is_file():
         state = torch.load(folder / CHECKPOINT, weights_only=True)
         if MetaConfig.from_dict(state["config"]) != config:
-            raise ValueError(f"{folder / CHECKPOINT} was written with another config; use another folder or resume=False")
+            raise ConfigError(f"{folder / CHECKPOINT} was written with another config; use another folder or resume=False")
         trainer.load_state(state)
     cpu0 = time.process_time()
     todo = config.meta_steps - trainer.step

@@ -1,13 +1,15 @@
-"""`weightspace run predict-generalization`: the job's command-line entry."""
+"""Predict classifiers' test accuracy from their weights (zoo built when missing).
+
+    weightspace run predict-generalization --out runs/pg
+    python -m tasks.predict_generalization --out runs/pg
+"""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
 
-def add_job(jobs) -> None:
-    """Add `predict-generalization` to the `weightspace run` job subparsers."""
-    p = jobs.add_parser("predict-generalization", help="predict classifiers' test accuracy from their weights")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--zoo", type=Path, default=None, help="classifier zoo directory (default: OUT/zoo, built if missing)")
     p.add_argument("--dataset", default="digits", help="dataset of the zoo built when --zoo is missing")
     p.add_argument("--arch", choices=("cnn", "mlp"), default="cnn", help="architecture of a built zoo")
@@ -21,10 +23,9 @@ def add_job(jobs) -> None:
                         "ran 3-25x faster with 1 thread")
     p.add_argument("--out", type=Path, default=Path("runs/predict-generalization"))
     p.add_argument("--quiet", action="store_true")
-    p.set_defaults(run=run_job)
 
 
-def run_job(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     from zoo import ClassifierRecipe
 
     from .data import GeneralizationData, ensure_zoo

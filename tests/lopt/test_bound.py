@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from weightspace.errors import SpecError
+from weightspace.errors import ConfigError
 from weightspace.lopt import LearnedRule, init_state, load_rule, rule_from_config, save_rule
 from weightspace.testing import random_cnn_spec
 from tests.lopt.cases import perturbed
@@ -85,5 +85,5 @@ def test_bound_round_trips_and_old_files_read_as_unbounded(tmp_path):
 
 
 def test_unknown_bound_is_refused():
-    with pytest.raises(SpecError, match="unknown bound"):
+    with pytest.raises(ConfigError, match="unknown bound"):
         LearnedRule.build("mlp", hidden=4, bound="clip")

@@ -128,7 +128,7 @@ def test_save_load_rule_round_trip(kind, tmp_path):
 
 def test_load_rule_rejects_foreign_file(tmp_path):
     path = ws.save({"w": torch.zeros(2)}, tmp_path / "plain.safetensors")
-    with pytest.raises(CheckpointError, match="no learned rule"):
+    with pytest.raises(CheckpointError, match="no module config"):
         load_rule(path)
 
 

@@ -9,14 +9,15 @@ import torch
 
 from tasks.inr_classify.data import InrContext
 from tasks.inr_edit.cli import edit_checkpoint
-from tasks.metanet_io import config_path, load_metanet
+from tasks.metanet_io import load_metanet
 from weightspace.errors import CheckpointError, OutputIsInputError
 from weightspace.io import save
+from weightspace.io.module_file import CONFIG_KEY
 
 
-def _weights(tmp_path):
+def _weights(tmp_path, config_text: str | None = None):
     path = tmp_path / "clf.safetensors"
-    save({"w": torch.zeros(2)}, path)
+    save({"w": torch.zeros(2)}, path, metadata=None if config_text is None else {CONFIG_KEY: config_text})
     return path
 
 
@@ -27,23 +28,21 @@ def _weights(tmp_path):
         ({"task": "t", "standardize": {}, "num_classes": 10**9}, "num_classes"),
         ({"task": "t"}, "malformed"),
         ({"task": ["t"]}, "'task' string"),
-        ([1, 2], "'task' string"),
+        ([1, 2], "not an object"),
     ],
 )
 def test_hostile_metanetwork_config_is_a_named_error(tmp_path, config, needle):
-    path = _weights(tmp_path)
-    config_path(path).write_text(json.dumps(config))
-    before = config_path(path).read_bytes()
+    path = _weights(tmp_path, json.dumps(config))
+    before = path.read_bytes()
     with pytest.raises(CheckpointError, match=needle) as info:
         load_metanet(path, {"t": InrContext.from_config})
-    assert str(config_path(path)) in str(info.value)
-    assert config_path(path).read_bytes() == before
+    assert str(path) in str(info.value)
+    assert path.read_bytes() == before
 
 
-def test_deep_or_binary_config_is_a_named_error(tmp_path):
-    path = _weights(tmp_path)
-    for raw, needle in ((b"[" * 100_000 + b"]" * 100_000, "nests deeper"), (b'{"task": "\xff"}', "UTF-8")):
-        config_path(path).write_bytes(raw)
+def test_deep_or_invalid_config_is_a_named_error(tmp_path):
+    for raw, needle in (("[" * 100_000 + "]" * 100_000, "nests deeper"), ('{"task": ', "invalid JSON")):
+        path = _weights(tmp_path, raw)
         with pytest.raises(CheckpointError, match=needle):
             load_metanet(path, {"t": InrContext.from_config})
 

@@ -12,11 +12,13 @@ from scipy import ndimage
 
 import weightspace as ws
 from tasks.inr_classify.data import Standardize, grid_coords
+from tasks.cli import add_parser as add_run
 from tasks.inr_edit import cli
-from tasks.inr_edit.data import EditContext, EditError, EditPairs, apply_edit, blur, contrast, dilate
+from tasks.inr_edit.data import EditContext, EditPairs, apply_edit, blur, contrast, dilate
 from tasks.inr_edit.models import EDITORS, build_editor
 from tasks.inr_edit.train import EditConfig, edit_mse, fit_editor
 from tasks.training import WeightData
+from weightspace.errors import EditError
 from weightspace.nn import metanet_spec
 from weightspace.testing import assert_equivariant, assert_negative_control, random_weights
 from zoo import SirenConfig
@@ -120,8 +122,7 @@ def _cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command")
     cli.add_parser(sub)
-    run = sub.add_parser("run")
-    cli.add_job(run.add_subparsers(dest="job"))
+    add_run(sub)
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -3,7 +3,6 @@ manifest's accuracies and splits, the statistics baseline ranks unseen networks
 better than chance, every default model trains, and the job writes its outputs."""
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.predict_generalization.cli import add_job
+from tasks.jobs import run_job
 from tasks.predict_generalization.data import GeneralizationData, TargetScale
 from tasks.predict_generalization.models import CHOICES, DEFAULT
 from tasks.predict_generalization.run import Settings, train_one
@@ -27,10 +26,7 @@ def tiny_zoo(tmp_path_factory):
 
 
 def _run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    add_job(parser.add_subparsers(dest="job"))
-    args = parser.parse_args(argv)
-    return args.run(args)
+    return run_job(argv[0], argv[1:])
 
 
 def test_data_matches_the_manifest(tiny_zoo):

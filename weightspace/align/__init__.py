@@ -13,7 +13,7 @@ from .activation_matching import activation_matching
 from .batched import align_batch
 from .barrier import LossPath, barrier, barrier_of, loss_path
 from .bn_reset import reset_batchnorm
-from .errors import AlignError, ArchitectureMismatchError
+from ..errors import AlignError, ArchitectureMismatchError
 from .evaluate import Evaluator, Score
 from .interpolate import interpolate
 from .merge import MergeResult, merge, merge_many

@@ -21,7 +21,7 @@ from ..parser import ParsedModel, Site, parse_model
 from ..spec import GroupElement, WeightSpec
 from .activations import GroupActivations
 from .data import input_batches
-from .errors import AlignError
+from ..errors import AlignError
 from .lap import assignment_value, best_permutation
 from .pair import check_pair
 

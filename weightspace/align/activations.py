@@ -14,8 +14,8 @@ import torch
 import torch.fx
 from torch import nn
 
+from ..errors import AlignError
 from ..parser import ParsedModel
-from .errors import AlignError
 from .modules import complete
 
 

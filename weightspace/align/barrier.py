@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .bn_reset import has_batchnorm, reset_batchnorm
-from .errors import AlignError
+from ..errors import AlignError
 from .evaluate import Evaluator, LossFn, Score
 from .interpolate import interpolate
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .data import input_batches
-from .errors import AlignError
+from ..errors import AlignError
 from .modules import with_weights
 
 

@@ -5,7 +5,7 @@ from typing import Any, Iterable, Iterator
 
 import torch
 
-from .errors import AlignError
+from ..errors import AlignError
 
 
 def split_batch(batch: Any) -> tuple[tuple, torch.Tensor | None]:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import split_batch
-from .errors import AlignError
+from ..errors import AlignError
 from .modules import load_into, with_weights
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

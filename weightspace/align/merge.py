@@ -7,7 +7,7 @@ from typing import Callable, Mapping, Sequence
 import torch
 
 from ..spec import GroupElement, WeightSpec
-from .errors import AlignError
+from ..errors import AlignError
 from .interpolate import interpolate
 from .pair import check_pair
 from .weight_matching import weight_matching

@@ -7,8 +7,8 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from ..errors import AlignError
 from ..parser.runtime import tied_groups
-from .errors import AlignError
 
 
 def complete(model: nn.Module, sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -6,7 +6,7 @@ from typing import Mapping
 import torch
 
 from ..spec import WeightSpec
-from .errors import ArchitectureMismatchError
+from ..errors import ArchitectureMismatchError
 
 
 def check_pair(

@@ -6,7 +6,7 @@ import json
 import torch
 
 from ..spec import GroupElement
-from .errors import AlignError
+from ..errors import AlignError
 
 METADATA_KEY = "weightspace.align.permutation"
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..spec import WeightSpec
 from .data import input_batches
-from .errors import AlignError
+from ..errors import AlignError
 from .interpolate import interpolate
 from .modules import load_into, with_weights
 

@@ -18,7 +18,7 @@ from torch.func import functional_call
 from ..spec import GroupElement, WeightSpec
 from .bn_reset import has_batchnorm
 from .data import split_batch
-from .errors import AlignError
+from ..errors import AlignError
 from .evaluate import LossFn
 from .modules import with_weights
 from .pair import check_pair

@@ -18,7 +18,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import WeightspaceError
+from ..errors import ConfigError
 
 METHODS = ("weight", "activation", "ste")
 
@@ -46,7 +46,7 @@ def _factory(target: str, what: str):
     try:
         fn = getattr(importlib.import_module(module_name), attr or "build")
     except (ImportError, AttributeError) as err:
-        raise WeightspaceError(f"--{what} {target}: cannot import ({err})") from err
+        raise ConfigError(f"--{what} {target}: cannot import ({err})") from err
     return fn()
 
 
@@ -59,7 +59,7 @@ def _element(args, model, spec, sd_a, sd_b, data, console):
         console.print(f"weight matching: objective {m.objective:.4g} after {m.sweeps} sweeps")
         return m.element
     if data is None:
-        raise WeightspaceError(f"--method {args.method} needs --data")
+        raise ConfigError(f"--method {args.method} needs --data")
     if args.method == "activation":
         return align.activation_matching(model, sd_a, sd_b, data)
     m = align.match_ste(model, spec, sd_a, sd_b, data, generator=gen)
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     built = _factory(args.model, "model")
     if not (isinstance(built, tuple) and len(built) == 2):
-        raise WeightspaceError(f"--model {args.model} must return (model, example_inputs), got {type(built).__name__}")
+        raise ConfigError(f"--model {args.model} must return (model, example_inputs), got {type(built).__name__}")
     model, inputs = built
     inputs = inputs if isinstance(inputs, tuple) else (inputs,)
     data = list(_factory(args.data, "data")) if args.data else None
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     reset = data if data is not None and not args.no_reset_bn and has_batchnorm(model) else None
     if args.repair:
         if data is None:
-            raise WeightspaceError("--repair needs --data")
+            raise ConfigError("--repair needs --data")
         merged = align.repair(model, spec, sd_a, aligned, args.alpha, data)
     elif reset is not None:
         merged = align.reset_batchnorm(model, merged, reset)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import WeightspaceError
+from ..errors import ConfigError
 from ..spec import WeightSpec
 from .text import safe_text
 
@@ -38,7 +38,7 @@ def _from_factory(target: str, strict: bool) -> ParsedModel:
     factory = getattr(importlib.import_module(module_name), attr or "build")
     built = factory()
     if not (isinstance(built, tuple) and len(built) == 2):
-        raise WeightspaceError(f"{target} must return (model, example_inputs), got {type(built).__name__}")
+        raise ConfigError(f"{target} must return (model, example_inputs), got {type(built).__name__}")
     model, inputs = built
     return parse_model(model, inputs if isinstance(inputs, tuple) else (inputs,), strict=strict)
 
@@ -77,7 +77,7 @@ def resolve(args) -> tuple[WeightSpec, str, ParsedModel | None]:
         parsed = parse_model(model, inputs, strict=args.strict)
         return parsed.spec, f"example {args.example!r}: traced with torch.export", parsed
     if not args.target:
-        raise WeightspaceError("give a checkpoint path, MODULE:FACTORY, or --example NAME")
+        raise ConfigError("give a checkpoint path, MODULE:FACTORY, or --example NAME")
     if _is_factory(args.target):
         parsed = _from_factory(args.target, args.strict)
         return parsed.spec, f"{args.target}: traced with torch.export", parsed

@@ -1,9 +1,16 @@
-"""Entry point of the `weightspace` console script; subcommands live in their own modules."""
+"""Entry point of the `weightspace` console script; subcommands live in their own modules.
+
+Any `WeightspaceError` (bad input: a file, key, axis or option) ends the command with
+one line on stderr and exit code 2; `weightspace --debug ...` (or the environment
+variable WEIGHTSPACE_DEBUG=1) shows the traceback instead.
+"""
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+from typing import Callable
 
 from ..errors import WeightspaceError
 
@@ -14,6 +21,7 @@ SUBCOMMANDS = {
 
 
 PLUGIN_GROUP = "weightspace.commands"
+DEBUG_ENV = "WEIGHTSPACE_DEBUG"
 
 
 def _plugins() -> dict[str, str]:
@@ -29,19 +37,28 @@ def _plugins() -> dict[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="weightspace", description="Learning on neural-network weights.")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module in {**SUBCOMMANDS, **_plugins()}.items():
         importlib.import_module(module).add_parser(sub)
     return parser
 
 
+def run_reporting_errors(command: str, run: Callable[[], int | None], debug: bool = False) -> int:
+    """`run()`'s exit code; a WeightspaceError becomes one line on stderr and exit code 2
+    (re-raised, with its traceback, under `debug` or WEIGHTSPACE_DEBUG=1)."""
+    try:
+        return int(run() or 0)
+    except WeightspaceError as err:
+        if debug or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
+        print(f"{command}: {type(err).__name__}: {err}", file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.run(args) or 0)
-    except WeightspaceError as err:
-        print(f"weightspace {args.command}: {type(err).__name__}: {err}", file=sys.stderr)
-        return 2
+    return run_reporting_errors(f"weightspace {args.command}", lambda: args.run(args), args.debug)
 
 
 if __name__ == "__main__":

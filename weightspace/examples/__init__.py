@@ -10,6 +10,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import UnknownNameError
+
 BUNDLED = Path(__file__).with_name("siren.safetensors")
 
 
@@ -87,7 +89,7 @@ def build(name: str) -> tuple[nn.Module, tuple]:
         return TinyTransformer(), (torch.randint(0, 50, (2, 12), generator=g),)
     if name == "gru":
         return _GRUClassifier(), (torch.randn(7, 2, 5, generator=g),)
-    raise KeyError(f"unknown example {name!r}; choose one of {NAMES}")
+    raise UnknownNameError(f"unknown example {name!r}; choose one of {NAMES}")
 
 
 class _GRUClassifier(nn.Module):

@@ -5,6 +5,7 @@ symmetries (`node_permutation`); the round trip graph -> state dict is exact.
 PyG export lives in `weightspace.graph.pyg` (needs torch_geometric), networkx in
 `weightspace.graph.nx`, pictures in `weightspace.graph.draw` (matplotlib).
 """
+from ..errors import GraphError
 from .build import (
     ParamGraph,
     bucket,
@@ -15,7 +16,6 @@ from .build import (
     node_permutation,
     to_state_dict,
 )
-from .errors import GraphError
 from .structure import EntryLayout, GraphStructure, NodeSpace, graph_structure
 from .vocab import EDGE_TYPES, NODE_TYPES
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..parser import ParsedModel, Role, parse_model
 from ..spec import GroupElement, WeightSpec
-from .errors import GraphError
+from ..errors import GraphError
 from .structure import GraphStructure, graph_structure, ravel, unravel
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from .build import ParamGraph
-from .errors import GraphError
+from ..errors import GraphError
 from .vocab import EDGE_TYPE, NODE_TYPES
 
 MAX_NODES = 2000

@@ -29,7 +29,7 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
     ) from err
 
 from .build import ParamGraph, flatten_values, to_state_dict
-from .errors import GraphError
+from ..errors import GraphError
 from .structure import GraphStructure
 
 NODE_ATTRS = ("node_type", "node_layer", "node_pos")

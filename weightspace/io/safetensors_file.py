@@ -13,7 +13,7 @@ from typing import Any, Iterable
 import torch
 from safetensors import SafetensorError, safe_open
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, InputTypeError
 
 SPEC_KEY = "weightspace.spec"
 ALIASES_KEY = "weightspace.aliases"
@@ -27,7 +27,7 @@ def _device(map_location: Any) -> str:
         return "cpu"
     if isinstance(map_location, (str, torch.device)):
         return str(map_location)
-    raise TypeError(
+    raise InputTypeError(
         f"map_location for safetensors files must be a device string or torch.device, "
         f"got {type(map_location).__name__}"
     )

@@ -16,23 +16,23 @@ from typing import Any, Callable, Mapping
 import safetensors.torch
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError, InputTypeError
 from ..spec import WeightSpec
 from .safetensors_file import ALIASES_KEY, SPEC_KEY
 
 
 def _validated(state_dict: Mapping[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
-    """The state dict as a plain dict of detached tensors; TypeError/ValueError if it is not one."""
+    """The state dict as a plain dict of detached tensors; InputTypeError/ConfigError if it is not one."""
     if not isinstance(state_dict, Mapping):
-        raise TypeError(f"{path}: expected a mapping of tensors, got {type(state_dict).__name__}")
+        raise InputTypeError(f"{path}: expected a mapping of tensors, got {type(state_dict).__name__}")
     if not state_dict:
-        raise ValueError(f"{path}: nothing to save, the state dict is empty")
+        raise ConfigError(f"{path}: nothing to save, the state dict is empty")
     out = {}
     for key, value in state_dict.items():
         if not isinstance(key, str):
-            raise TypeError(f"{path}: state-dict keys must be strings, got {key!r}")
+            raise InputTypeError(f"{path}: state-dict keys must be strings, got {key!r}")
         if not isinstance(value, torch.Tensor):
-            raise TypeError(f"{path}: {key!r} is a {type(value).__name__}, not a tensor")
+            raise InputTypeError(f"{path}: {key!r} is a {type(value).__name__}, not a tensor")
         out[key] = value.detach()
     return out
 
@@ -42,9 +42,9 @@ def _user_metadata(metadata: Mapping[str, str] | None, path: Path) -> dict[str, 
     meta = dict(metadata or {})
     for key, value in meta.items():
         if not isinstance(key, str) or not isinstance(value, str):
-            raise TypeError(f"{path}: metadata must map str to str, got {key!r}: {type(value).__name__}")
+            raise InputTypeError(f"{path}: metadata must map str to str, got {key!r}: {type(value).__name__}")
         if key in (SPEC_KEY, ALIASES_KEY):
-            raise ValueError(f"{path}: metadata key {key!r} is reserved for weightspace")
+            raise ConfigError(f"{path}: metadata key {key!r} is reserved for weightspace")
     return meta
 
 

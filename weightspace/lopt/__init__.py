@@ -15,7 +15,7 @@ graph metanetwork's per-edge head; any architecture; needs torch_geometric) and
 `UNFMetaNet` (UNF equivariant layers over one architecture).
 Meta-training lives in `tasks/lopt`.
 """
-from .errors import LoptError
+from ..errors import LoptError
 from .features import FeatureConfig, features, init_state, update_state
 from .nets import DeepSetMLP, GroupContextMLP, MetaNet, PerParameterMLP
 from .optimizer import LearnedOptimizer

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from ..errors import ConfigError
+
 State = dict[str, torch.Tensor]
 
 
@@ -40,9 +42,9 @@ class FeatureConfig:
     def __post_init__(self):
         decays = (*self.momentum_decays, self.rms_decay)
         if not self.momentum_decays or not all(0.0 <= d < 1.0 for d in decays):
-            raise ValueError(f"decays must lie in [0, 1) and momenta be non-empty, got {decays}")
+            raise ConfigError(f"decays must lie in [0, 1) and momenta be non-empty, got {decays}")
         if not all(s > 0 for s in self.time_scales):
-            raise ValueError(f"time scales must be positive, got {self.time_scales}")
+            raise ConfigError(f"time scales must be positive, got {self.time_scales}")
 
     @property
     def num_raw(self) -> int:

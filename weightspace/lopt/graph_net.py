@@ -29,7 +29,7 @@ from ..graph.pyg import batch_pyg
 from ..graph.vocab import EDGE_TYPES
 from ..nn.gmn import EdgeHead, EdgeMPNNLayer, GraphInputs, NodeEncoder, graph_inputs, sinusoidal, unflatten_values
 from ..spec import WeightSpec
-from .errors import LoptError
+from ..errors import ConfigError, LoptError
 from .nets import Features, MetaNet, _check_channels
 
 
@@ -48,7 +48,7 @@ class FeatureEdgeEncoder(nn.Module):
         super().__init__()
         self.widths = tuple(sorted({int(w) for w in widths if int(w) > 0}))
         if not self.widths:
-            raise LoptError("FeatureEdgeEncoder needs at least one positive edge width")
+            raise ConfigError("FeatureEdgeEncoder needs at least one positive edge width")
         self.in_channels, self.hidden = in_channels, hidden
         self.project = nn.ModuleDict({str(w): nn.Linear(w * in_channels, hidden) for w in self.widths})
         self.type_embed = nn.Embedding(len(EDGE_TYPES), hidden)
@@ -103,7 +103,7 @@ class GraphMetaNet(MetaNet):
     ):
         super().__init__(in_channels, hidden, layers, out_channels)
         if out_channels != 1:
-            raise LoptError(f"GraphMetaNet writes one output per value (out_channels=1), got {out_channels}")
+            raise ConfigError(f"GraphMetaNet writes one output per value (out_channels=1), got {out_channels}")
         self.edges = FeatureEdgeEncoder(in_channels, hidden, widths)
         self.widths = self.edges.widths
         self.aggregators = tuple(aggregators)

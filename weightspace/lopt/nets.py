@@ -23,7 +23,7 @@ from math import prod, sqrt
 import torch
 from torch import nn
 
-from ..errors import SpecError
+from ..errors import ConfigError, LoptError, SpecError
 from ..spec import WeightSpec
 
 Features = dict[str, torch.Tensor]
@@ -32,7 +32,7 @@ Features = dict[str, torch.Tensor]
 def _check_channels(x: Features, channels: int, where: str) -> None:
     for key, t in x.items():
         if t.dim() < 2 or t.shape[1] != channels:
-            raise SpecError(f"{where}: features of {key!r} must be (B, {channels}, *shape), got {tuple(t.shape)}")
+            raise LoptError(f"{where}: features of {key!r} must be (B, {channels}, *shape), got {tuple(t.shape)}")
 
 
 def _pointwise(layer: nn.Linear, t: torch.Tensor) -> torch.Tensor:
@@ -86,7 +86,7 @@ class MetaNet(nn.Module):
     def __init__(self, in_channels: int, hidden: int, layers: int, out_channels: int):
         super().__init__()
         if min(in_channels, hidden, layers, out_channels) < 1:
-            raise SpecError(
+            raise ConfigError(
                 f"{type(self).__name__}: channels and layers must be positive, got in={in_channels}, "
                 f"hidden={hidden}, layers={layers}, out={out_channels}"
             )
@@ -146,7 +146,7 @@ class PerParameterMLP(MetaNet):
     ) -> Features:
         """`forward` of one unbatched step from `raw_features` (see `MetaNet`); output key -> (*shape)."""
         if self.out_channels != 1:
-            raise SpecError(f"{type(self).__name__}.forward_fused writes one channel, the net has {self.out_channels}")
+            raise LoptError(f"{type(self).__name__}.forward_fused writes one channel, the net has {self.out_channels}")
         keys = list(raw)
         first = [torch.relu_(_folded_first_layer(self.body[0], raw[k], inv_rms[k], time[k])) for k in keys]
         cols = torch.cat(first, dim=1) if len(first) > 1 else first[0]
@@ -196,7 +196,7 @@ class DeepSetMLP(MetaNet):
     ) -> Features:
         """`forward` of one unbatched step from `raw_features` (see `MetaNet`); output key -> (*shape)."""
         if self.out_channels != 1:
-            raise SpecError(f"{type(self).__name__}.forward_fused writes one channel, the net has {self.out_channels}")
+            raise LoptError(f"{type(self).__name__}.forward_fused writes one channel, the net has {self.out_channels}")
         layer, pool = self.body[0], self.pooled[0]
         h = {}
         for k, r in raw.items():
@@ -322,9 +322,9 @@ class GroupContextMLP(MetaNet):
         (H,) and (H, |g|) statistics, so only the per-element map touches every element.
         """
         if spec is None:
-            raise SpecError("GroupContextMLP needs the task model's spec (pass spec=...)")
+            raise LoptError("GroupContextMLP needs the task model's spec (pass spec=...)")
         if self.out_channels != 1:
-            raise SpecError(f"{type(self).__name__}.forward_fused writes one channel, the net has {self.out_channels}")
+            raise LoptError(f"{type(self).__name__}.forward_fused writes one channel, the net has {self.out_channels}")
         plan = self._plan(spec, list(raw))
         hid = self.hidden
         maps = (self.body[0], self.pooled[0], self.grouped[0])
@@ -351,7 +351,7 @@ class GroupContextMLP(MetaNet):
 
     def forward(self, x: Features, spec: WeightSpec | None = None) -> Features:
         if spec is None:
-            raise SpecError("GroupContextMLP needs the task model's spec (pass spec=...)")
+            raise LoptError("GroupContextMLP needs the task model's spec (pass spec=...)")
         _check_channels(x, self.in_channels, type(self).__name__)
         plan = self._plan(spec, list(x))
         h = dict(x)

@@ -16,7 +16,7 @@ from typing import Iterable
 
 import torch
 
-from ..errors import SpecError
+from ..errors import ConfigError, LoptError, SpecError
 from ..spec import WeightSpec
 from .features import init_state
 from .rule import LearnedRule
@@ -45,7 +45,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
         lr: float = 1.0,
     ):
         if lr < 0:
-            raise SpecError(f"LearnedOptimizer: lr must be >= 0, got {lr}")
+            raise ConfigError(f"LearnedOptimizer: lr must be >= 0, got {lr}")
         super().__init__(params, {"lr": lr})
         self.rule = rule
         self.spec = None if spec is None else prepare_spec(spec)
@@ -86,7 +86,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
                 if p.grad is None:
                     continue
                 if p.grad.is_sparse:
-                    raise SpecError("LearnedOptimizer does not support sparse gradients")
+                    raise LoptError("LearnedOptimizer does not support sparse gradients")
                 name = self._names[id(p)]
                 state = self.state[p]
                 if not state:

@@ -40,7 +40,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from ..errors import SpecError
+from ..errors import ConfigError, LoptError
 from ..spec import WeightSpec
 from .features import FeatureConfig, State, corrected_momentum, corrected_rms, features, raw_features, update_state
 from .nets import DeepSetMLP, GroupContextMLP, MetaNet, PerParameterMLP
@@ -66,11 +66,11 @@ def make_net(kind: str, in_channels: int, spec: WeightSpec | None = None, **kwar
         return GraphMetaNet(in_channels, **kwargs)
     if kind == "unf":
         if spec is None:
-            raise SpecError("a 'unf' meta-network is built over a task spec: pass spec=...")
+            raise ConfigError("a 'unf' meta-network is built over a task spec: pass spec=...")
         from .unf_net import UNFMetaNet
 
         return UNFMetaNet(spec, in_channels, **kwargs)
-    raise SpecError(f"unknown meta-network kind {kind!r}; expected one of {NET_KINDS}")
+    raise ConfigError(f"unknown meta-network kind {kind!r}; expected one of {NET_KINDS}")
 
 
 class LearnedRule(nn.Module):
@@ -109,20 +109,20 @@ class LearnedRule(nn.Module):
         super().__init__()
         self.features = features or FeatureConfig()
         if nominal not in NOMINALS:
-            raise SpecError(f"unknown nominal term {nominal!r}; expected one of {NOMINALS}")
+            raise ConfigError(f"unknown nominal term {nominal!r}; expected one of {NOMINALS}")
         if nominal_decay not in self.features.momentum_decays:
-            raise SpecError(f"nominal_decay {nominal_decay} is not one of {self.features.momentum_decays}")
+            raise ConfigError(f"nominal_decay {nominal_decay} is not one of {self.features.momentum_decays}")
         if net.in_channels != self.features.num_features or net.out_channels != 1:
-            raise SpecError(
+            raise ConfigError(
                 f"meta-network takes {net.in_channels} -> {net.out_channels} channels; the rule needs "
                 f"{self.features.num_features} -> 1"
             )
         if bound not in BOUNDS:
-            raise SpecError(f"unknown bound {bound!r}; expected one of {BOUNDS}")
+            raise ConfigError(f"unknown bound {bound!r}; expected one of {BOUNDS}")
         alpha = DEFAULT_ALPHA[nominal] if alpha is None else alpha
         beta = DEFAULT_BETA[bound] if beta is None else beta
         if alpha <= 0 or beta <= 0:
-            raise SpecError(f"alpha and beta must be positive, got {alpha}, {beta}")
+            raise ConfigError(f"alpha and beta must be positive, got {alpha}, {beta}")
         self.net = net
         self.nominal = nominal
         self.bound = bound
@@ -169,7 +169,7 @@ class LearnedRule(nn.Module):
             lr: multiplies the whole update (what LR schedulers change).
         """
         if params.keys() != grads.keys() or params.keys() != states.keys():
-            raise SpecError("LearnedRule: params, grads and states must have the same keys")
+            raise LoptError("LearnedRule: params, grads and states must have the same keys")
         new_states = {k: update_state(states[k], grads[k], self.features) for k in params}
         if self.fused and hasattr(self.net, "forward_fused"):
             parts = {k: raw_features(params[k], grads[k], new_states[k], self.features) for k in params}

@@ -2,42 +2,23 @@
 
 The weights are the rule's `state_dict()`; its `config()` (meta-network kind and
 sizes, feature settings, nominal term, and for UNF meta-networks the spec they
-were built over) travels as JSON in the file's metadata, so `load_rule` rebuilds
-the rule without any other file. Writing is atomic (`weightspace.io.save`).
+were built over) travels as JSON in the file's metadata (`weightspace.io.save_module`,
+the one format of every saved metanetwork), so `load_rule` rebuilds the rule without
+any other file. Writing is atomic.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import safetensors
-
-from ..errors import CheckpointError
-from ..io import save
+from ..io.module_file import load_module, save_module
 from ..spec import WeightSpec
 from .features import FeatureConfig
 from .rule import LearnedRule, make_net
 
-RULE_KEY = "weightspace.lopt.rule"
-
 
 def save_rule(rule: LearnedRule, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
     """Write the rule's meta-parameters and config to `path` (a .safetensors file)."""
-    meta = {**(metadata or {}), RULE_KEY: json.dumps(rule.config())}
-    state = {k: v.detach().clone() for k, v in rule.state_dict().items()}
-    return save(state, path, metadata=meta)
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The metadata of a safetensors file."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(path, "no such file")
-    try:
-        with safetensors.safe_open(str(path), framework="pt") as f:
-            return dict(f.metadata() or {})
-    except Exception as err:
-        raise CheckpointError(path, f"not a readable safetensors file ({err})") from err
+    return save_module(rule, path, rule.config(), metadata)
 
 
 def rule_from_config(config: dict) -> LearnedRule:
@@ -55,21 +36,7 @@ def rule_from_config(config: dict) -> LearnedRule:
 
 def load_rule(path: str | Path) -> LearnedRule:
     """Rebuild a rule written by `save_rule`, with its meta-parameters."""
-    path = Path(path)
-    meta = read_metadata(path)
-    if RULE_KEY not in meta:
-        raise CheckpointError(path, f"no learned rule in it (metadata key {RULE_KEY!r} missing)")
-    try:
-        rule = rule_from_config(json.loads(meta[RULE_KEY]))
-    except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(path, f"malformed learned-rule config: {type(err).__name__}: {err}") from err
-    with safetensors.safe_open(str(path), framework="pt") as f:
-        state = {k: f.get_tensor(k) for k in f.keys()}
-    try:
-        rule.load_state_dict(state)
-    except RuntimeError as err:
-        raise CheckpointError(path, f"meta-parameters do not fit the saved config: {err}") from err
-    return rule
+    return load_module(path, rule_from_config)[0]
 
 
 def clone_rule(rule: LearnedRule) -> LearnedRule:

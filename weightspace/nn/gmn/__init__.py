@@ -17,7 +17,7 @@ optional `ProbeFeatures`. Heads: `InvariantReadout`, `EdgeHead`, `NodeHead`, and
 way back to state dicts (`unflatten_values`, `values_to_state_dicts`, `node_space_outputs`).
 """
 from .encoders import EdgeEncoder, FourierFeatures, NodeEncoder, edge_widths, sinusoidal
-from .errors import GMNError
+from ...errors import GMNError
 from .heads import (
     EdgeHead,
     InvariantReadout,

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ...graph.vocab import EDGE_TYPES, NODE_TYPES
-from .errors import GMNError
+from ...errors import GMNError
 from .inputs import GraphInputs
 
 

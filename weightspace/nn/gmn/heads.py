@@ -19,7 +19,7 @@ from torch_geometric.utils import scatter
 
 from ...graph.structure import GraphStructure
 from ...spec import Entry, Factor, Group, WeightSpec
-from .errors import GMNError
+from ...errors import GMNError
 from .inputs import GraphInputs
 from .mlp import mlp
 

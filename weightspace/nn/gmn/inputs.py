@@ -11,7 +11,7 @@ import torch
 
 from ...graph.pyg import GraphMeta
 from ...graph.structure import GraphStructure
-from .errors import GMNError
+from ...errors import GMNError
 
 
 @dataclass(frozen=True, eq=False)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .encoders import EdgeEncoder, NodeEncoder
-from .errors import GMNError
+from ...errors import GMNError
 from .heads import EdgeHead, InvariantReadout, NodeHead, stacked_state_dict, values_to_state_dicts
 from .inputs import GraphInputs, graph_inputs
 from .mpnn import EdgeMPNNLayer

@@ -25,7 +25,7 @@ from torch.func import functional_call, vmap
 
 from ...graph.structure import GraphStructure
 from ...graph.vocab import NODE_TYPE
-from .errors import GMNError
+from ...errors import GMNError
 from .heads import unflatten_values
 from .inputs import GraphInputs
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch_geometric.utils import scatter, softmax
 
-from .errors import GMNError
+from ...errors import GMNError
 from .mlp import mlp
 
 

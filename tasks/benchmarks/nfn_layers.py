@@ -10,10 +10,12 @@ Pairs compared at (near) equal parameter count:
 - ours NPLinear classifier  vs  nfn.layers.NPLinear classifier (NP group);
 - ours UNF classifier (= HNP space on this chain spec) vs nfn.layers.HNPLinear classifier.
 The headline `speedup` is the NP pair (nfn time / our time); the HNP/UNF pair is reported
-beside it. Without `nfn` installed the script times ours against our flattened-weights
-MLP baseline instead and says so.
+beside it. Without the `nfn` package (`pip install -e '.[bench]'`) the benchmark stops
+with a MissingDependencyError before timing anything. (The module is not named `nfn`,
+so that running it by path cannot shadow the package it compares against.)
 
-    python -m tasks.benchmarks.nfn [--batch 256] [--rounds 5] [--iters 2]
+    python -m tasks.benchmarks.nfn_layers [--batch 256] [--rounds 5] [--iters 2]
+    weightspace run bench-nfn
 """
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ from torch import nn
 
 import weightspace as ws
 from weightspace.examples import siren
-from weightspace.nn import FlatMLP, InvariantClassifier, WeightSpaceBatch, metanet_spec
+from weightspace.errors import MissingDependencyError
+from weightspace.nn import InvariantClassifier, WeightSpaceBatch, metanet_spec
 from weightspace.testing import random_weights
 
 CHANNELS = (32, 32, 32)
@@ -39,13 +42,23 @@ def _params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _nfn_models(spec, stacked: dict[str, torch.Tensor]):
-    """nfn-package classifiers and their input, or (None, reason) when nfn is unavailable."""
+def _require_nfn() -> None:
+    """MissingDependencyError when the nfn package (this benchmark's only baseline) is not importable."""
     try:
-        from nfn.common import WeightSpaceFeatures, network_spec_from_wsfeat
-        from nfn.layers import HNPLinear, HNPPool, NPLinear, NPPool, TupleOp
-    except Exception as err:  # any import failure means: skip the comparison
-        return None, f"nfn package not importable ({type(err).__name__}: {err}); pip install nfn"
+        import nfn.common  # noqa: F401
+        import nfn.layers  # noqa: F401
+    except ImportError as err:
+        raise MissingDependencyError(
+            f"the nfn benchmark compares against the `nfn` package, which is not importable ({err}); "
+            "install it with pip install -e '.[bench]' (or pip install nfn)"
+        ) from err
+
+
+def _nfn_models(spec, stacked: dict[str, torch.Tensor]):
+    """nfn-package classifiers and their input."""
+    from nfn.common import WeightSpaceFeatures, network_spec_from_wsfeat
+    from nfn.layers import HNPLinear, HNPPool, NPLinear, NPPool, TupleOp
+
     weights = [stacked[f"{i}.weight"].unsqueeze(1) for i in (0, 2, 4)]
     biases = [stacked[f"{i}.bias"].unsqueeze(1) for i in (0, 2, 4)]
     feats = WeightSpaceFeatures(weights, biases)
@@ -60,7 +73,7 @@ def _nfn_models(spec, stacked: dict[str, torch.Tensor]):
         layers += [pool(nspec), nn.Flatten(-2), nn.Linear(pooled, HEAD_HIDDEN), nn.ReLU(), nn.Linear(HEAD_HIDDEN, CLASSES)]
         return nn.Sequential(*layers)
 
-    return {"nfn NP": (classifier(NPLinear, NPPool), feats), "nfn HNP": (classifier(HNPLinear, HNPPool), feats)}, ""
+    return {"nfn NP": (classifier(NPLinear, NPPool), feats), "nfn HNP": (classifier(HNPLinear, HNPPool), feats)}
 
 
 def _step(model: nn.Module, x, labels: torch.Tensor) -> None:
@@ -69,13 +82,14 @@ def _step(model: nn.Module, x, labels: torch.Tensor) -> None:
     loss.backward()
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--iters", type=int, default=2, help="forward+backward steps per model per round")
-    args = ap.parse_args(argv)
 
+
+def main(args: argparse.Namespace) -> dict:
+    _require_nfn()
     torch.manual_seed(0)
     model, inputs = siren((2, 32, 32, 1)), (torch.rand(16, 2) * 2 - 1,)
     spec = metanet_spec(ws.parse(model, inputs))
@@ -88,12 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
         "ours NP": (InvariantClassifier(spec, CLASSES, CHANNELS, layer="np", hidden=(HEAD_HIDDEN,)), batch),
         "ours UNF": (InvariantClassifier(spec, CLASSES, CHANNELS, layer="unf", hidden=(HEAD_HIDDEN,)), batch),
     }
-    theirs, reason = _nfn_models(spec, stacked)
-    if theirs is None:
-        print(f"skipping the nfn comparison: {reason}")
-        models["flat MLP (fallback baseline)"] = (FlatMLP(spec, CLASSES, (HEAD_HIDDEN, HEAD_HIDDEN)), batch)
-    else:
-        models.update(theirs)
+    models.update(_nfn_models(spec, stacked))
 
     for m, x in models.values():
         for _ in range(2):
@@ -115,29 +124,27 @@ def main(argv: list[str] | None = None) -> dict:
     for name, r in rows.items():
         print(f"  {name:32s} params {r['params']:>8d}   {r['samples_per_s']:9.1f} samples/s")
 
-    if theirs is None:
-        base = "flat MLP (fallback baseline)"
-        speedup = per_step[base] / per_step["ours NP"]
-        result = {"name": "nfn", "baseline": f"{base}; nfn comparison skipped: {reason}", "speedup": speedup,
-                  "target": 1.5, "met": None, "rows": rows}
-    else:
-        np_speedup = per_step["nfn NP"] / per_step["ours NP"]
-        hnp_speedup = per_step["nfn HNP"] / per_step["ours UNF"]
-        print(f"  NP pair: {np_speedup:.2f}x (params {rows['ours NP']['params']} vs {rows['nfn NP']['params']})")
-        print(f"  UNF vs nfn HNP: {hnp_speedup:.2f}x (params {rows['ours UNF']['params']} vs {rows['nfn HNP']['params']})")
-        result = {
-            "name": "nfn",
-            "baseline": "nfn (PyPI) NPLinear invariant classifier, same settings, same run",
-            "speedup": np_speedup,
-            "target": 1.5,
-            "met": np_speedup >= 1.5,
-            "speedup_unf_vs_nfn_hnp": hnp_speedup,
-            "params": {name: r["params"] for name, r in rows.items()},
-            "rows": rows,
-        }
+    np_speedup = per_step["nfn NP"] / per_step["ours NP"]
+    hnp_speedup = per_step["nfn HNP"] / per_step["ours UNF"]
+    print(f"  NP pair: {np_speedup:.2f}x (params {rows['ours NP']['params']} vs {rows['nfn NP']['params']})")
+    print(f"  UNF vs nfn HNP: {hnp_speedup:.2f}x (params {rows['ours UNF']['params']} vs {rows['nfn HNP']['params']})")
+    result = {
+        "name": "nfn",
+        "baseline": "nfn (PyPI) NPLinear invariant classifier, same settings, same run",
+        "speedup": np_speedup,
+        "target": 1.5,
+        "met": np_speedup >= 1.5,
+        "speedup_unf_vs_nfn_hnp": hnp_speedup,
+        "params": {name: r["params"] for name, r in rows.items()},
+        "rows": rows,
+    }
     print(json.dumps(result))
     return result
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from tasks.jobs import run_module
+
+    sys.exit(run_module(sys.modules[__name__]))

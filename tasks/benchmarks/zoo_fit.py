@@ -5,7 +5,7 @@ settings and number of steps, single-threaded with denormals flushed. The baseli
 is the loop a user would write: one `nn.Sequential` SIREN and one `torch.optim.Adam`
 per image. Each mode runs in a fresh process so its peak RSS is its own.
 
-    python -m tasks.benchmarks.zoo [--networks 256] [--steps 100]
+    python -m tasks.benchmarks.zoo_fit [--networks 256] [--steps 100]
 
 Last line: JSON with name, baseline, speedup (baseline time / batched time), target.
 """
@@ -84,12 +84,13 @@ def _run(mode: str, n: int, steps: int, chunk: int) -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--networks", type=int, default=256)
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--chunk", type=int, default=256)
-    args = ap.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> dict:
     idle = _run("_idle", args.networks, args.steps, args.chunk)
     batched = _run("_batched", args.networks, args.steps, args.chunk)
     loop = _run("_loop", args.networks, args.steps, args.chunk)
@@ -120,4 +121,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from tasks.jobs import run_module
+
+    sys.exit(run_module(sys.modules[__name__]))

@@ -1,0 +1,52 @@
+"""Compare weight-space classifiers on an INR zoo (built from a dataset when missing).
+
+    weightspace run inr-classify --out runs/inr
+    torchrun --nproc-per-node 2 -m weightspace.cli.main run inr-classify --out runs/ddp
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--zoo", type=Path, default=None, help="zoo directory (default: OUT/zoo, built if missing)")
+    p.add_argument("--dataset", default="digits", help="dataset of the zoo built when --zoo is missing")
+    p.add_argument("--init", choices=("shared", "independent"), default="shared", help="recipe of a built zoo")
+    p.add_argument("--models", nargs="+", default=None, help="model names (default: the main comparison)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--epochs", type=int, default=None, help="override every model's epoch count")
+    p.add_argument("--augment", default=None,
+                   help="override every weight model's augmentation: none, full (inr_recipe + aligned mixup) or "
+                        "'+'-joined parts of symmetry, bias_shift, affine, noise, mixup")
+    p.add_argument("--out", type=Path, default=Path("runs/inr-classify"))
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                   help="parallel training processes (one torch thread each)")
+    p.add_argument("--quiet", action="store_true")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Under `torchrun --nproc-per-node K` the zoo's shards are built by all ranks,
+    every run trains with DistributedDataParallel (gloo), and rank 0 writes."""
+    from zoo import InrRecipe
+    from zoo.distributed import setup, teardown
+
+    from .data import InrSplits, ensure_zoo
+    from .models import DEFAULT
+    from .run import Settings, compare
+
+    ranks = setup()
+    try:
+        quiet = args.quiet or not ranks.is_main
+        root = ensure_zoo(args.zoo or args.out / "zoo", args.dataset, InrRecipe(init=args.init), progress=not quiet,
+                          ranks=ranks)
+        data = InrSplits.load(root)
+        settings = Settings(seeds=tuple(args.seeds), epochs=args.epochs, progress=not quiet,
+                            workers=args.workers if ranks.world == 1 else 1, augment=args.augment)
+        compare(data, list(args.models or DEFAULT), settings, args.out, write=ranks.is_main)
+    finally:
+        teardown(ranks)
+    if ranks.is_main:
+        print(f"results written to {args.out / 'results.json'} and {args.out / 'curves.png'}")
+    return 0
