@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 from weightspace.align import (
     ArchitectureMismatchError,
     alignment_objective,
-    match_weights,
     weight_matching,
 )
 from weightspace.testing import random_attention_spec, random_weights
@@ -31,7 +30,7 @@ def test_recovers_planted_permutation_exactly(name):
     planted = spec.random_element(torch.Generator().manual_seed(3))
     b = spec.apply(a, planted)
     a_copy, b_copy = snapshot(a), snapshot(b)
-    m = match_weights(spec, a, b)
+    m = weight_matching(spec, a, b)
     assert _same_perms(m.element, planted.inverse(), spec.groups)
     self_dot = alignment_objective(spec, a, a)
     assert m.objective == pytest.approx(self_dot, rel=1e-6)
@@ -49,8 +48,8 @@ def test_hierarchical_head_matching_recovers_where_plain_descent_stalls():
         a = random_weights(spec, gen)
         planted = spec.random_element(gen)
         b = spec.apply(a, planted)
-        hier = match_weights(spec, a, b, hierarchical=True)
-        plain = match_weights(spec, a, b, hierarchical=False)
+        hier = weight_matching(spec, a, b, hierarchical=True)
+        plain = weight_matching(spec, a, b, hierarchical=False)
         assert _same_perms(hier.element, planted.inverse(), spec.groups)
         assert hier.objective >= plain.objective - 1e-6
         plain_failures += not _same_perms(plain.element, planted.inverse(), spec.groups)
@@ -60,7 +59,7 @@ def test_hierarchical_head_matching_recovers_where_plain_descent_stalls():
 def test_restarts_keep_the_best_objective():
     model, _, spec = parsed("transformer_block")
     a, b = state(model), noisy(state(model), 3.0, seed=1)
-    m = match_weights(spec, a, b, restarts=3, generator=torch.Generator().manual_seed(0))
+    m = weight_matching(spec, a, b, restarts=3, generator=torch.Generator().manual_seed(0))
     assert len(m.objectives) == 4
     assert m.objective == max(m.objectives)
     assert m.objective == pytest.approx(alignment_objective(spec, a, b, m.element), rel=1e-5)
@@ -72,7 +71,7 @@ def test_restarts_keep_the_best_objective():
 def test_objective_is_consistent_and_never_below_identity(spec, seed):
     gen = torch.Generator().manual_seed(seed)
     a, b = random_weights(spec, gen), random_weights(spec, gen)
-    m = match_weights(spec, a, b, dtype=torch.float64)
+    m = weight_matching(spec, a, b, dtype=torch.float64)
     assert m.objective == pytest.approx(alignment_objective(spec, a, b, m.element), rel=1e-9, abs=1e-9)
     assert m.objective >= alignment_objective(spec, a, b) - 1e-9
     for name, group in spec.groups.items():
