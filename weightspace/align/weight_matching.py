@@ -32,6 +32,7 @@ from typing import Mapping
 import torch
 
 from ..spec import GroupElement, WeightSpec
+from ..spec.action import apply_entry
 from .errors import AlignError
 from .lap import assignment_value, best_permutation
 from .pair import check_pair, float_keys
@@ -71,9 +72,15 @@ class _Problem:
     slots: dict[str, list[tuple[str, int]]]
     sizes: dict[str, int]
     pairs: dict[str, dict[str, list[tuple[str, int, int]]]] = field(default_factory=dict)
+    a_flat: dict[str, torch.Tensor] = field(init=False)
+
+    def __post_init__(self):
+        self.a_flat = {k: t.reshape(self.batch, -1).double() for k, t in self.a.items()}
 
     def factored(self, key: str) -> torch.Tensor:
-        return self.b[key].reshape(self.a[key].shape)
+        """B' of `key` in its factored view."""
+        t = self.b[key]
+        return t if t.shape == self.a[key].shape else t.reshape(self.a[key].shape)
 
 
 def _problem(spec: WeightSpec, sd_a, sd_b, keys: list[str], n: int, dtype: torch.dtype) -> _Problem:
@@ -100,10 +107,12 @@ def _problem(spec: WeightSpec, sd_a, sd_b, keys: list[str], n: int, dtype: torch
 def _contract(ta: torch.Tensor, tb: torch.Tensor, dim: int) -> torch.Tensor:
     """M[p, i, k] = <ta[p] at index i of `dim`, tb[p] at index k of `dim`> (BLAS on strided views where possible)."""
     if ta.dim() == 2:
-        return ta.unsqueeze(2) * tb.unsqueeze(1)
+        return torch.outer(ta[0], tb[0]).unsqueeze(0) if ta.shape[0] == 1 else ta.unsqueeze(2) * tb.unsqueeze(1)
     n = ta.shape[dim]
     x = ta.movedim(dim, 1).reshape(ta.shape[0], n, -1)
     y = tb.movedim(dim, 1).reshape(tb.shape[0], n, -1)
+    if x.shape[0] == 1:  # one pair: a plain matrix product (a batch-1 bmm is slower on CPU)
+        return (x[0] @ y[0].T).unsqueeze(0)
     return x @ y.transpose(1, 2)
 
 
@@ -145,8 +154,9 @@ def _similarity(p: _Problem, name: str, perms: Perms, rows=None, skip: frozenset
 def _set(p: _Problem, new: Perms, perms: Perms, rows: torch.Tensor | None = None) -> None:
     """Move each group of `new` (rows `rows`, default all) to its new permutation.
 
-    B' follows through the spec's action on the entries those groups touch: the
-    step from the current permutation to the new one is applied to B'.
+    B' follows through the spec's action (`apply_entry`, what `WeightSpec.apply` runs per
+    entry) on only the entries those groups touch: the step from the current
+    permutation to the new one is applied to B'.
     """
     steps = {}
     for name, v in new.items():
@@ -157,17 +167,20 @@ def _set(p: _Problem, new: Perms, perms: Perms, rows: torch.Tensor | None = None
         else:
             perms[name] = perms[name].clone().index_copy_(0, rows, v)
             step = torch.arange(p.sizes[name]).expand(p.batch, -1).clone().index_copy_(0, rows, step)
-        steps[name] = step[0] if p.batch == 1 else step
-    keys = {key for name in new for key, _ in p.slots[name]}
-    p.b.update(p.spec.apply({k: p.b[k] for k in p.b if k in keys}, GroupElement(steps), batch_dims=1))
+        steps[name] = step
+    one = p.batch == 1  # one pair: act on the unbatched tensors (index_select's fast path along dim 0)
+    g = GroupElement({name: step[0] if one else step for name, step in steps.items()})
+    for key in {key for name in new for key, _ in p.slots[name]}:
+        moved = apply_entry(p.spec.entries[key], p.b[key][0] if one else p.b[key], g, p.spec.groups, 0 if one else 1)
+        p.b[key] = moved.unsqueeze(0) if one else moved
 
 
 def _objective(p: _Problem, rows: torch.Tensor | None = None) -> torch.Tensor:
     """J per pair (float64, one dot product per entry and pair)."""
     pick = range(p.batch) if rows is None else rows.tolist()
+    flat_b = {k: p.b[k].reshape(p.batch, -1).double() for k in p.a}
     return torch.tensor(
-        [float(sum(torch.dot(p.a[k][i].reshape(-1).double(), p.b[k][i].reshape(-1).double()) for k in p.a)) for i in pick],
-        dtype=torch.float64,
+        [float(sum(torch.dot(p.a_flat[k][i], flat_b[k][i]) for k in p.a)) for i in pick], dtype=torch.float64
     )
 
 
@@ -198,7 +211,7 @@ def _hierarchical(p: _Problem, outer: str, perms: Perms, row: int) -> Perms:
     return new
 
 
-def _update(p: _Problem, name: str, perms: Perms, hierarchical: bool, version: Perms, due: torch.Tensor) -> None:
+def _update(p: _Problem, name: str, perms: Perms, hierarchical: bool, version: dict[str, torch.Tensor], due: torch.Tensor) -> None:
     """One coordinate step on `name` for the pairs `due` (plus the hierarchical candidate on factored axes)."""
     rows = None if bool(due.all()) else due.nonzero().squeeze(1)
     start = {k: _rows(perms[k], rows) for k in (name, *p.pairs.get(name, ()))}
@@ -217,9 +230,9 @@ def _update(p: _Problem, name: str, perms: Perms, hierarchical: bool, version: P
     for k, old in start.items():
         changed = (_rows(perms[k], rows) != old).any(1).long()
         if rows is None:
-            version[k] = version[k] + changed
+            version[k] += changed
         else:
-            version[k] = version[k].index_add(0, rows, changed)
+            version[k].index_add_(0, rows, changed)
 
 
 def _run(p: _Problem, perms: Perms, max_sweeps: int, hierarchical: bool, gen: torch.Generator):
@@ -230,28 +243,28 @@ def _run(p: _Problem, perms: Perms, max_sweeps: int, hierarchical: bool, gen: to
     _set(p, start, perms)
     best = _objective(p)
     best_perms = dict(perms)
-    near = {n: sorted(v) for n, v in _neighbors(p).items()}
-    version = {name: torch.zeros(p.batch, dtype=torch.long) for name in perms}
+    slot = {name: i for i, name in enumerate(perms)}
+    near = {n: torch.tensor([slot[m] for m in sorted(v)], dtype=torch.long) for n, v in _neighbors(p).items()}
+    counts = torch.zeros(len(slot), p.batch, dtype=torch.long)  # per group and pair: how often it has moved
+    version = {name: counts[i] for name, i in slot.items()}  # row views, updated in place
 
     def seen(name: str) -> torch.Tensor:
         """The versions of the groups `name`'s similarity depends on, per pair."""
-        return torch.stack([version[n] for n in near[name]], 1) if near[name] else torch.zeros(p.batch, 0)
+        return counts[near[name]]
 
     solved_at: dict[str, torch.Tensor] = {}
     active = torch.ones(p.batch, dtype=torch.bool)
     sweeps = torch.zeros(p.batch, dtype=torch.long)
     for sweep in range(1, max_sweeps + 1):
         sweeps[active] = sweep
-        before_sweep = dict(version)
+        before_sweep = counts.clone()
         for idx in torch.randperm(len(order), generator=gen).tolist():
             name = order[idx]
-            due = active if name not in solved_at else active & (solved_at[name] != seen(name)).any(1)
+            due = active if name not in solved_at else active & (solved_at[name] != seen(name)).any(0)
             if bool(due.any()):  # otherwise nothing this group's similarity depends on has moved: same answer
                 _update(p, name, perms, hierarchical, version, due)
             solved_at[name] = seen(name)
-        moved = torch.zeros(p.batch, dtype=torch.bool)
-        for name in version:
-            moved |= version[name] != before_sweep[name]
+        moved = (counts != before_sweep).any(0)
         rows = (active & moved).nonzero().squeeze(1)
         gained = torch.zeros(p.batch, dtype=torch.bool)
         if len(rows):
