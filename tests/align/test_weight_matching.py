@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from weightspace.align import (
+    AlignError,
     ArchitectureMismatchError,
     alignment_objective,
     weight_matching,
@@ -109,3 +110,13 @@ def test_a_batch_of_pairs_equals_one_call_per_pair(name):
     assert len(restarted.objectives) == 3
     assert torch.equal(restarted.objective, torch.stack(restarted.objectives).amax(0))
     assert bool((restarted.objective >= batched.objective - 1e-9).all())
+
+
+def test_bad_batch_arguments_raise_align_error():
+    model, _, spec = parsed("mlp")
+    a = state(model)
+    with pytest.raises(AlignError, match="batch_dims"):
+        weight_matching(spec, a, a, batch_dims=2)
+    batched = spec.random_element(torch.Generator().manual_seed(0), batch_shape=(2,))
+    with pytest.raises(AlignError, match=r"init has batch shape \(2,\)"):
+        weight_matching(spec, a, a, init=batched)

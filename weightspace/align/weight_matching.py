@@ -37,7 +37,7 @@ from .errors import AlignError
 from .lap import assignment_value, best_permutation
 from .pair import check_pair, float_keys
 
-Perms = dict[str, torch.Tensor]
+Perms = dict[str, torch.Tensor]  # per group: permutations (B, n), or move counts (B,)
 
 
 @dataclass(frozen=True)
@@ -104,15 +104,25 @@ def _problem(spec: WeightSpec, sd_a, sd_b, keys: list[str], n: int, dtype: torch
     return _Problem(spec, n, a, b, slots, sizes, pairs)
 
 
-def _contract(ta: torch.Tensor, tb: torch.Tensor, dim: int) -> torch.Tensor:
-    """M[p, i, k] = <ta[p] at index i of `dim`, tb[p] at index k of `dim`> (BLAS on strided views where possible)."""
+def _contract_pair(ta: torch.Tensor, tb: torch.Tensor, dim: int) -> torch.Tensor:
+    """M[i, k] = <ta at index i of `dim`, tb at index k of `dim`> (BLAS on strided views where possible)."""
+    if ta.dim() == 1:
+        return torch.outer(ta, tb)
     if ta.dim() == 2:
-        return torch.outer(ta[0], tb[0]).unsqueeze(0) if ta.shape[0] == 1 else ta.unsqueeze(2) * tb.unsqueeze(1)
+        return ta @ tb.T if dim == 0 else ta.T @ tb
+    rest = list(range(1, ta.dim()))
+    return torch.tensordot(ta.movedim(dim, 0), tb.movedim(dim, 0), dims=(rest, rest))
+
+
+def _contract(ta: torch.Tensor, tb: torch.Tensor, dim: int) -> torch.Tensor:
+    """`_contract_pair` of every pair along the leading dim: (B, n, n), one batched product."""
+    if ta.shape[0] == 1:  # one pair: plain matrix products (a batch-1 bmm is slower on CPU)
+        return _contract_pair(ta[0], tb[0], dim - 1).unsqueeze(0)
+    if ta.dim() == 2:
+        return ta.unsqueeze(2) * tb.unsqueeze(1)
     n = ta.shape[dim]
     x = ta.movedim(dim, 1).reshape(ta.shape[0], n, -1)
     y = tb.movedim(dim, 1).reshape(tb.shape[0], n, -1)
-    if x.shape[0] == 1:  # one pair: a plain matrix product (a batch-1 bmm is slower on CPU)
-        return (x[0] @ y[0].T).unsqueeze(0)
     return x @ y.transpose(1, 2)
 
 
@@ -168,11 +178,9 @@ def _set(p: _Problem, new: Perms, perms: Perms, rows: torch.Tensor | None = None
             perms[name] = perms[name].clone().index_copy_(0, rows, v)
             step = torch.arange(p.sizes[name]).expand(p.batch, -1).clone().index_copy_(0, rows, step)
         steps[name] = step
-    one = p.batch == 1  # one pair: act on the unbatched tensors (index_select's fast path along dim 0)
-    g = GroupElement({name: step[0] if one else step for name, step in steps.items()})
+    g = GroupElement({name: step[0] if p.batch == 1 else step for name, step in steps.items()})  # one pair: index_select
     for key in {key for name in new for key, _ in p.slots[name]}:
-        moved = apply_entry(p.spec.entries[key], p.b[key][0] if one else p.b[key], g, p.spec.groups, 0 if one else 1)
-        p.b[key] = moved.unsqueeze(0) if one else moved
+        p.b[key] = apply_entry(p.spec.entries[key], p.b[key], g, p.spec.groups, batch_dims=1)
 
 
 def _objective(p: _Problem, rows: torch.Tensor | None = None) -> torch.Tensor:
@@ -211,7 +219,7 @@ def _hierarchical(p: _Problem, outer: str, perms: Perms, row: int) -> Perms:
     return new
 
 
-def _update(p: _Problem, name: str, perms: Perms, hierarchical: bool, version: dict[str, torch.Tensor], due: torch.Tensor) -> None:
+def _update(p: _Problem, name: str, perms: Perms, hierarchical: bool, version: Perms, due: torch.Tensor) -> None:
     """One coordinate step on `name` for the pairs `due` (plus the hierarchical candidate on factored axes)."""
     rows = None if bool(due.all()) else due.nonzero().squeeze(1)
     start = {k: _rows(perms[k], rows) for k in (name, *p.pairs.get(name, ()))}
@@ -279,6 +287,20 @@ def _run(p: _Problem, perms: Perms, max_sweeps: int, hierarchical: bool, gen: to
     return best, best_perms, sweeps
 
 
+def _starts(spec: WeightSpec, init: GroupElement | None, n: int, restarts: int, gen: torch.Generator) -> list[Perms]:
+    """The runs' starting permutations, (n, size) per group: `init` (default identity), then uniform draws."""
+    first = init.restrict(spec.groups) if init is not None else GroupElement({})
+    if first.batch_shape not in ((), (n,)):
+        raise AlignError(f"init has batch shape {first.batch_shape}; expected () or ({n},) for {n} pair(s)")
+    first = GroupElement({**{k: torch.arange(g.size) for k, g in spec.groups.items()}, **first.perms})
+    starts = [{k: v.long().expand(n, -1).clone() for k, v in first.perms.items()}]
+    starts += [
+        {k: torch.stack([torch.randperm(g.size, generator=gen) for _ in range(n)]) for k, g in spec.groups.items()}
+        for _ in range(restarts)
+    ]
+    return starts
+
+
 def weight_matching(
     spec: WeightSpec,
     sd_a: Mapping[str, torch.Tensor],
@@ -315,13 +337,7 @@ def weight_matching(
     n = next(iter(sd_a.values())).shape[0] if batch_dims else 1
     if batch_dims == 0:
         sd_a, sd_b = ({k: sd[k].unsqueeze(0) for k in keys} for sd in (sd_a, sd_b))
-    first = init.restrict(spec.groups) if init is not None else GroupElement({})
-    first = GroupElement({**{k: torch.arange(g.size) for k, g in spec.groups.items()}, **first.perms})
-    starts = [{k: v.long().expand(n, -1).clone() for k, v in first.perms.items()}]
-    starts += [
-        {k: torch.stack([torch.randperm(g.size, generator=gen) for _ in range(n)]) for k, g in spec.groups.items()}
-        for _ in range(restarts)
-    ]
+    starts = _starts(spec, init, n, restarts, gen)
     results = [_run(_problem(spec, sd_a, sd_b, keys, n, dtype), start, max_sweeps, hierarchical, gen) for start in starts]
     values = torch.stack([r[0] for r in results])
     best = values.argmax(0)
