@@ -271,7 +271,9 @@ def _run(p: _Problem, perms: Perms, max_sweeps: int, hierarchical: bool, gen: to
             due = active if name not in solved_at else active & (solved_at[name] != seen(name)).any(0)
             if bool(due.any()):  # otherwise nothing this group's similarity depends on has moved: same answer
                 _update(p, name, perms, hierarchical, version, due)
-            solved_at[name] = seen(name)
+                solved_at[name] = seen(name)
+            elif name not in solved_at:
+                solved_at[name] = seen(name)
         moved = (counts != before_sweep).any(0)
         rows = (active & moved).nonzero().squeeze(1)
         gained = torch.zeros(p.batch, dtype=torch.bool)
@@ -338,7 +340,8 @@ def weight_matching(
     if batch_dims == 0:
         sd_a, sd_b = ({k: sd[k].unsqueeze(0) for k in keys} for sd in (sd_a, sd_b))
     starts = _starts(spec, init, n, restarts, gen)
-    results = [_run(_problem(spec, sd_a, sd_b, keys, n, dtype), start, max_sweeps, hierarchical, gen) for start in starts]
+    with torch.no_grad():  # plain tensor arithmetic: skip autograd's per-op bookkeeping
+        results = [_run(_problem(spec, sd_a, sd_b, keys, n, dtype), s, max_sweeps, hierarchical, gen) for s in starts]
     values = torch.stack([r[0] for r in results])
     best = values.argmax(0)
     pick = lambda ts: ts[best, torch.arange(n)]  # noqa: E731
