@@ -184,12 +184,15 @@ def _set(p: _Problem, new: Perms, perms: Perms, rows: torch.Tensor | None = None
 
 
 def _objective(p: _Problem, rows: torch.Tensor | None = None) -> torch.Tensor:
-    """J per pair (float64, one dot product per entry and pair)."""
-    pick = range(p.batch) if rows is None else rows.tolist()
+    """J per pair (or per pair of `rows`), float64."""
     flat_b = {k: p.b[k].reshape(p.batch, -1).double() for k in p.a}
-    return torch.tensor(
-        [float(sum(torch.dot(p.a_flat[k][i], flat_b[k][i]) for k in p.a)) for i in pick], dtype=torch.float64
-    )
+    if p.batch == 1:  # one pair: BLAS dot products, the J a single matching reports
+        return torch.tensor([float(sum(torch.dot(p.a_flat[k][0], flat_b[k][0]) for k in p.a))], dtype=torch.float64)
+    pick = slice(None) if rows is None else rows
+    out = torch.zeros(p.batch if rows is None else len(rows), dtype=torch.float64)
+    for k in p.a:
+        out += (p.a_flat[k][pick] * flat_b[k][pick]).sum(1)
+    return out
 
 
 def _hierarchical(p: _Problem, outer: str, perms: Perms, row: int) -> Perms:
