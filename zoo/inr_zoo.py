@@ -90,8 +90,7 @@ def draw_elements(spec: WeightSpec, recipe: InrRecipe, networks: range) -> Group
         spec.random_element(torch.Generator().manual_seed(derived_seed(recipe.seed, j, _PURPOSE_ELEMENT)), extra=recipe.signs)
         for j in networks
     ]
-    stack = lambda attr: {n: torch.stack([getattr(e, attr)[n] for e in drawn]) for n in getattr(drawn[0], attr)}  # noqa: E731
-    return GroupElement(stack("perms"), stack("signs"), stack("scales"))
+    return GroupElement.stack(drawn)
 
 
 def siren_spec(cfg: SirenConfig, coords: torch.Tensor) -> WeightSpec:
@@ -118,9 +117,7 @@ def make_inr_shard(
         g = draw_elements(spec, recipe, nets)
         weights = spec.apply(weights, g, batch_dims=1)
         init = spec.apply(init, g, batch_dims=1)
-        for kind in ("perms", "signs"):
-            for name, t in getattr(g, kind).items():
-                tensors[f"{ELEMENT_PREFIX}{kind[:-1]}/{name}"] = t
+        tensors.update(g.to_tensors(ELEMENT_PREFIX))
     tensors.update(weights)
     if recipe.store_init:
         tensors.update({INIT_PREFIX + k: v for k, v in init.items()})

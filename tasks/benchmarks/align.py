@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import weightspace as ws
-from weightspace.align import alignment_objective, match_weights
+from weightspace.align import alignment_objective, weight_matching
 from weightspace.align.identity import output_change
 from weightspace.align.lap import best_permutation
 from weightspace.examples import SmallResNet
@@ -138,7 +138,7 @@ def run_case(name: str, build, x, y, epochs: int, example: torch.Tensor) -> dict
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         spec, parse_cpu, _ = cpu_time(lambda: ws.parse(model_a, (example,)))
-    matching, ours_cpu, ours_wall = cpu_time(lambda: match_weights(spec, sd_a, sd_b))
+    matching, ours_cpu, ours_wall = cpu_time(lambda: weight_matching(spec, sd_a, sd_b))
     aligned = spec.apply(sd_b, matching.element)
     row = {
         "case": name,

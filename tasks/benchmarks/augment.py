@@ -41,7 +41,7 @@ def per_pair_aligned_mixup(spec, batch, labels, num_classes, generator):
     for i in range(labels.numel()):
         a = {k: v[i] for k, v in batch.items()}
         b = {k: v[i] for k, v in partner.items()}
-        aligned.append(spec.apply(b, weight_matching(spec, a, b, max_sweeps=mix.max_sweeps)))
+        aligned.append(spec.apply(b, weight_matching(spec, a, b, max_sweeps=mix.max_sweeps).element))
     partner = {k: torch.stack([p[k] for p in aligned]) for k in batch}
     lam = torch.rand(labels.numel(), generator=generator)
     return {k: lam.reshape(-1, *([1] * (v.dim() - 1))) * v + (1 - lam.reshape(-1, *([1] * (v.dim() - 1)))) * partner[k]

@@ -9,7 +9,7 @@ from safetensors import safe_open
 
 import weightspace as ws
 from weightspace import align
-from weightspace.align.record import METADATA_KEY, element_from_json
+from weightspace.align.record import METADATA_KEY
 from weightspace.cli import main as cli
 
 from .digits import trained_pair
@@ -44,7 +44,7 @@ def test_align_writes_merged_model_permutation_and_plot(monkeypatch, tmp_path, c
     assert plot.stat().st_size > 0
     with safe_open(str(out), "pt") as f:
         meta = f.metadata()
-    g = element_from_json(meta[METADATA_KEY])
+    g = ws.GroupElement.from_json(meta[METADATA_KEY])
     spec = ws.load_spec(out)
     sd_a, sd_b = ws.load(pa), ws.load(pb)
     assert set(g.perms) == set(spec.groups)

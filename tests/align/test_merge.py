@@ -42,7 +42,7 @@ def test_merge_many_recovers_a_common_frame():
         assert align.alignment_objective(spec, result.state_dict, moved) > 0.99 * align.alignment_objective(
             spec, result.state_dict, result.state_dict
         )
-    frame = align.weight_matching(spec, a, result.state_dict)
+    frame = align.weight_matching(spec, a, result.state_dict).element
     merged = spec.apply(result.state_dict, frame)
     keys = [k for k in a if a[k].is_floating_point()]
     error = sum(float((merged[k] - a[k]).pow(2).sum()) for k in keys) ** 0.5
@@ -70,7 +70,7 @@ def _digits_mlp():
 def test_repair_restores_interpolated_unit_statistics():
     a, b, spec, train, _ = _digits_mlp()
     sd_a, sd_b = state(a), state(b)
-    sd_b = spec.apply(sd_b, align.weight_matching(spec, sd_a, sd_b))
+    sd_b = spec.apply(sd_b, align.weight_matching(spec, sd_a, sd_b).element)
     inputs = [(x,) for x, _ in train]
     layers = repair_layers(a, spec)
     assert layers == ["0", "2"]
@@ -87,7 +87,7 @@ def test_repair_restores_interpolated_unit_statistics():
 def test_ste_matching_keeps_the_barrier_low():
     a, b, spec, train, test = _digits_mlp()
     sd_a, sd_b = state(a), state(b)
-    result = align.match_ste(a, spec, sd_a, sd_b, train, epochs=1)
+    result = align.ste_matching(a, spec, sd_a, sd_b, train, epochs=1)
     assert len(result.losses) == len(train)
     naive = align.barrier(a, sd_a, sd_b, test, alphas=[0, 0.5, 1])
     ste = align.barrier(a, sd_a, spec.apply(sd_b, result.element), test, alphas=[0, 0.5, 1])

@@ -7,9 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from weightspace.align import (
+    AlignError,
     ArchitectureMismatchError,
     alignment_objective,
-    match_weights,
     weight_matching,
 )
 from weightspace.testing import random_attention_spec, random_weights
@@ -31,7 +31,7 @@ def test_recovers_planted_permutation_exactly(name):
     planted = spec.random_element(torch.Generator().manual_seed(3))
     b = spec.apply(a, planted)
     a_copy, b_copy = snapshot(a), snapshot(b)
-    m = match_weights(spec, a, b)
+    m = weight_matching(spec, a, b)
     assert _same_perms(m.element, planted.inverse(), spec.groups)
     self_dot = alignment_objective(spec, a, a)
     assert m.objective == pytest.approx(self_dot, rel=1e-6)
@@ -49,8 +49,8 @@ def test_hierarchical_head_matching_recovers_where_plain_descent_stalls():
         a = random_weights(spec, gen)
         planted = spec.random_element(gen)
         b = spec.apply(a, planted)
-        hier = match_weights(spec, a, b, hierarchical=True)
-        plain = match_weights(spec, a, b, hierarchical=False)
+        hier = weight_matching(spec, a, b, hierarchical=True)
+        plain = weight_matching(spec, a, b, hierarchical=False)
         assert _same_perms(hier.element, planted.inverse(), spec.groups)
         assert hier.objective >= plain.objective - 1e-6
         plain_failures += not _same_perms(plain.element, planted.inverse(), spec.groups)
@@ -60,7 +60,7 @@ def test_hierarchical_head_matching_recovers_where_plain_descent_stalls():
 def test_restarts_keep_the_best_objective():
     model, _, spec = parsed("transformer_block")
     a, b = state(model), noisy(state(model), 3.0, seed=1)
-    m = match_weights(spec, a, b, restarts=3, generator=torch.Generator().manual_seed(0))
+    m = weight_matching(spec, a, b, restarts=3, generator=torch.Generator().manual_seed(0))
     assert len(m.objectives) == 4
     assert m.objective == max(m.objectives)
     assert m.objective == pytest.approx(alignment_objective(spec, a, b, m.element), rel=1e-5)
@@ -72,7 +72,7 @@ def test_restarts_keep_the_best_objective():
 def test_objective_is_consistent_and_never_below_identity(spec, seed):
     gen = torch.Generator().manual_seed(seed)
     a, b = random_weights(spec, gen), random_weights(spec, gen)
-    m = match_weights(spec, a, b, dtype=torch.float64)
+    m = weight_matching(spec, a, b, dtype=torch.float64)
     assert m.objective == pytest.approx(alignment_objective(spec, a, b, m.element), rel=1e-9, abs=1e-9)
     assert m.objective >= alignment_objective(spec, a, b) - 1e-9
     for name, group in spec.groups.items():
@@ -89,3 +89,34 @@ def test_mismatched_architectures_name_the_first_differing_key():
     c = {k: v for k, v in a.items() if k != "fc3.bias"}
     with pytest.raises(ArchitectureMismatchError, match=r"'fc3\.bias': present in A, missing from B"):
         weight_matching(spec, a, c)
+
+
+@pytest.mark.parametrize("name", ["mlp", "transformer_block"])
+def test_a_batch_of_pairs_equals_one_call_per_pair(name):
+    """batch_dims=1 runs each pair's own descent (hierarchy included): same elements, same J, same seed."""
+    model, _, spec = parsed(name)
+    a = state(model)
+    pairs = [noisy(a, 2.0, seed=s) for s in range(3)]
+    batch_a = {k: torch.stack([v] * 3) for k, v in a.items()}
+    batch_b = {k: torch.stack([p[k] for p in pairs]) for k in a}
+    batched = weight_matching(spec, batch_a, batch_b, batch_dims=1)
+    assert batched.element.batch_shape == (3,) and batched.objective.shape == (3,)
+    for i, b in enumerate(pairs):
+        one = weight_matching(spec, a, b)
+        assert batched.objective[i].item() == pytest.approx(one.objective, rel=1e-6)
+        assert batched.objective[i].item() == pytest.approx(alignment_objective(spec, a, b, batched.element.index(i)), rel=1e-5)
+        assert _same_perms(batched.element.index(i), one.element, spec.groups)
+    restarted = weight_matching(spec, batch_a, batch_b, batch_dims=1, restarts=2)
+    assert len(restarted.objectives) == 3
+    assert torch.equal(restarted.objective, torch.stack(restarted.objectives).amax(0))
+    assert bool((restarted.objective >= batched.objective - 1e-9).all())
+
+
+def test_bad_batch_arguments_raise_align_error():
+    model, _, spec = parsed("mlp")
+    a = state(model)
+    with pytest.raises(AlignError, match="batch_dims"):
+        weight_matching(spec, a, a, batch_dims=2)
+    batched = spec.random_element(torch.Generator().manual_seed(0), batch_shape=(2,))
+    with pytest.raises(AlignError, match=r"init has batch shape \(2,\)"):
+        weight_matching(spec, a, a, init=batched)

@@ -9,7 +9,7 @@ from torch.func import functional_call
 import weightspace as ws
 from weightspace import augment as A
 from weightspace import examples
-from weightspace.align.batched import align_batch
+from weightspace.align import weight_matching
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +29,12 @@ def _permuted_copies(spec, sd, n, seed):
     return spec.apply({k: torch.stack([v] * n) for k, v in sd.items()}, g, batch_dims=1)
 
 
-def test_align_batch_recovers_planted_permutations(siren):
+def test_batched_weight_matching_recovers_planted_permutations(siren):
     model, spec = siren
     sd = {k: v.double() for k, v in model.state_dict().items()}
     others = {k: torch.stack([v] * 6) for k, v in sd.items()}
     planted = _permuted_copies(spec, sd, 6, seed=1)
-    g = align_batch(spec, others, planted)
+    g = weight_matching(spec, others, planted, batch_dims=1).element
     back = spec.apply(planted, g, batch_dims=1)
     for k in sd:
         torch.testing.assert_close(back[k], others[k], rtol=0, atol=0)

@@ -80,10 +80,9 @@ def test_recorded_elements_undo_the_permutation(tmp_path, small_zoo):
     plain = Zoo(tmp_path).stacked()
     permuted = zoo.stacked()
     f = zoo._files[0]
-    names = [k[len(ELEMENT_PREFIX) + 5 :] for k in f.keys() if k.startswith(ELEMENT_PREFIX + "perm/")]
-    assert sorted(names) == sorted(zoo.spec.groups)
-    perms = {n: torch.cat([fi.get_tensor(f"{ELEMENT_PREFIX}perm/{n}") for fi in zoo._files]) for n in names}
-    g = GroupElement(perms)
+    stored = {k: torch.cat([fi.get_tensor(k) for fi in zoo._files]) for k in f.keys() if k.startswith(ELEMENT_PREFIX)}
+    g = GroupElement.from_tensors(stored, ELEMENT_PREFIX)
+    assert sorted(g.perms) == sorted(zoo.spec.groups)
     back = zoo.spec.apply(permuted, g.inverse(), batch_dims=1)
     cfg = SirenConfig.from_dict(zoo.manifest["architecture"])
     coords = torch.rand(50, 2) * 2 - 1

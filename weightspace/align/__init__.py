@@ -2,7 +2,7 @@
 
     import weightspace as ws
     spec = ws.parse(model, (x,))
-    g = ws.align.weight_matching(spec, sd_a, sd_b)          # spec.apply(sd_b, g) is B aligned to A
+    g = ws.align.weight_matching(spec, sd_a, sd_b).element  # spec.apply(sd_b, g) is B aligned to A
     path = ws.align.barrier(model, sd_a, spec.apply(sd_b, g), test_batches, reset_bn=train_batches)
     merged = ws.align.interpolate(sd_a, spec.apply(sd_b, g), 0.5)
 
@@ -10,7 +10,6 @@ Weight matching needs only the spec; activation and STE matching, BatchNorm rese
 REPAIR and barriers also take the model (as a template, never modified) and data.
 """
 from .activation_matching import activation_matching
-from .batched import align_batch
 from .barrier import LossPath, barrier, barrier_of, loss_path
 from .bn_reset import reset_batchnorm
 from ..errors import AlignError, ArchitectureMismatchError
@@ -20,8 +19,8 @@ from .merge import MergeResult, merge, merge_many
 from .pair import check_pair
 from .plot import plot_paths
 from .repair import repair
-from .ste import SteMatching, match_ste, ste_matching
-from .weight_matching import Matching, alignment_objective, match_weights, weight_matching
+from .ste import SteMatching, ste_matching
+from .weight_matching import Matching, alignment_objective, weight_matching
 
 __all__ = [
     "AlignError",
@@ -33,15 +32,12 @@ __all__ = [
     "Score",
     "SteMatching",
     "activation_matching",
-    "align_batch",
     "alignment_objective",
     "barrier",
     "barrier_of",
     "check_pair",
     "interpolate",
     "loss_path",
-    "match_ste",
-    "match_weights",
     "merge",
     "merge_many",
     "plot_paths",

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import torch
 
@@ -13,7 +13,6 @@ from .pair import check_pair
 from .weight_matching import weight_matching
 
 StateDict = Mapping[str, torch.Tensor]
-Matcher = Callable[..., GroupElement]
 
 
 def merge(
@@ -21,7 +20,7 @@ def merge(
 ) -> tuple[dict[str, torch.Tensor], GroupElement]:
     """(1-α)·A + α·(g·B) with g from weight matching unless given; returns (merged, g)."""
     if g is None:
-        g = weight_matching(spec, sd_a, sd_b, **match)
+        g = weight_matching(spec, sd_a, sd_b, **match).element
     return interpolate(sd_a, spec.apply(sd_b, g), alpha), g
 
 
@@ -72,14 +71,14 @@ def merge_many(
     elements = [spec.identity() for _ in state_dicts]
     aligned = [dict(sd) for sd in state_dicts]
     for i in range(1, len(state_dicts)):
-        elements[i] = weight_matching(spec, state_dicts[0], state_dicts[i], generator=gen, **match)
+        elements[i] = weight_matching(spec, state_dicts[0], state_dicts[i], generator=gen, **match).element
         aligned[i] = spec.apply(state_dicts[i], elements[i])
     converged, rounds = False, 0
     for rounds in range(1, max_rounds + 1):
         changed = False
         for i in torch.randperm(len(state_dicts), generator=gen).tolist():
             target = _mean([sd for j, sd in enumerate(aligned) if j != i])
-            g = weight_matching(spec, target, state_dicts[i], init=elements[i], generator=gen, **match)
+            g = weight_matching(spec, target, state_dicts[i], init=elements[i], generator=gen, **match).element
             if not _same(g, elements[i]):
                 changed = True
                 elements[i] = g

@@ -10,13 +10,16 @@ from ..errors import ArchitectureMismatchError
 
 
 def check_pair(
-    sd_a: Mapping[str, torch.Tensor], sd_b: Mapping[str, torch.Tensor], spec: WeightSpec | None = None
+    sd_a: Mapping[str, torch.Tensor],
+    sd_b: Mapping[str, torch.Tensor],
+    spec: WeightSpec | None = None,
+    batch_dims: int = 0,
 ) -> None:
     """Raise ArchitectureMismatchError naming the first key where A and B differ.
 
     Keys are compared in A's order (then B's extra keys), shapes key by key; with a
     spec, A must also have the spec's keys and shapes (KeyMismatchError /
-    ShapeMismatchError otherwise).
+    ShapeMismatchError otherwise), after `batch_dims` leading batch dims.
     """
     for key, ta in sd_a.items():
         tb = sd_b.get(key)
@@ -28,7 +31,7 @@ def check_pair(
         if key not in sd_a:
             raise ArchitectureMismatchError(key, "present in B, missing from A")
     if spec is not None:
-        spec.check(sd_a, where="model A")
+        spec.check(sd_a, batch_dims, where="model A")
 
 
 def float_keys(spec: WeightSpec, sd: Mapping[str, torch.Tensor], include_buffers: bool) -> list[str]:

@@ -3,7 +3,8 @@
 Learns a proxy θ̃ for B's weights whose projection onto B's orbit (weight matching
 of B onto θ̃) makes the midpoint ½(A + P·B) a good model: the forward pass uses
 P·B, the gradient flows straight through to θ̃, and the data loss of the midpoint
-is minimized with Adam. Returns the permutation of the last projection.
+is minimized with Adam. Returns the permutation of the last projection and the
+midpoint loss of every step (`SteMatching`).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from ..errors import AlignError
 from .evaluate import LossFn
 from .modules import with_weights
 from .pair import check_pair
-from .weight_matching import match_weights
+from .weight_matching import weight_matching
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class SteMatching:
     losses: tuple[float, ...]
 
 
-def match_ste(
+def ste_matching(
     model: nn.Module,
     spec: WeightSpec,
     sd_a: Mapping[str, torch.Tensor],
@@ -62,12 +63,12 @@ def match_ste(
     params = [k for k, _ in net.named_parameters() if k in spec.entries and sd_a[k].is_floating_point()]
     proxy = {k: sd_a[k].detach().clone().float().requires_grad_(True) for k in params}
     opt = torch.optim.Adam(list(proxy.values()), lr=lr)
-    g = init if init is not None else match_weights(spec, sd_a, sd_b, generator=gen).element
+    g = init if init is not None else weight_matching(spec, sd_a, sd_b, generator=gen).element
     losses = []
     for _ in range(epochs):
         for args, target in data:
             current = {**{k: v.detach() for k, v in sd_a.items()}, **{k: v.detach() for k, v in proxy.items()}}
-            g = match_weights(spec, current, sd_b, init=g, max_sweeps=max_sweeps, generator=gen).element
+            g = weight_matching(spec, current, sd_b, init=g, max_sweeps=max_sweeps, generator=gen).element
             pb = spec.apply(sd_b, g)
             mid = {}
             for k, ta in sd_a.items():
@@ -84,10 +85,6 @@ def match_ste(
             opt.step()
             losses.append(float(loss.detach()))
     current = {**dict(sd_a), **{k: v.detach() for k, v in proxy.items()}}
-    g = match_weights(spec, current, sd_b, init=g, max_sweeps=max_sweeps, generator=gen).element
+    g = weight_matching(spec, current, sd_b, init=g, max_sweeps=max_sweeps, generator=gen).element
     return SteMatching(g, tuple(losses))
 
-
-def ste_matching(model: nn.Module, spec: WeightSpec, sd_a, sd_b, batches, **kwargs) -> GroupElement:
-    """The element g such that `spec.apply(sd_b, g)` is B aligned to A by STE matching (see `match_ste`)."""
-    return match_ste(model, spec, sd_a, sd_b, batches, **kwargs).element

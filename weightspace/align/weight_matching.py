@@ -17,8 +17,12 @@ on residual networks. Factored axes (heads × head_dim) are also matched
 hierarchically: a head of A is paired with a head of B by the value of the best
 within-head assignment, then the within-head group is solved given the heads.
 
-Works on tensors directly: B' is kept permuted in place of a copy per step, and a
-group update only re-indexes the tensors it touches.
+One matcher for one pair and for a batch of pairs (aligned mixup, zoo-wide
+alignment): the similarity matrices of all pairs come from one batched contraction
+per group member, the linear assignments run per pair (scipy has no batched
+solver), and each pair stops on its own once a sweep brings no gain. B' is kept
+permuted in place of a copy per step; a group update moves only the tensors that
+group touches, through the spec's own action (`WeightSpec.apply`).
 """
 from __future__ import annotations
 
@@ -28,8 +32,12 @@ from typing import Mapping
 import torch
 
 from ..spec import GroupElement, WeightSpec
+from ..spec.action import apply_entry
+from ..errors import AlignError
 from .lap import assignment_value, best_permutation
 from .pair import check_pair, float_keys
+
+Perms = dict[str, torch.Tensor]  # per group: permutations (B, n), or move counts (B,)
 
 
 @dataclass(frozen=True)
@@ -38,62 +46,65 @@ class Matching:
 
     element: g with `spec.apply(sd_b, g)` ≈ A; objective: J(g); sweeps: coordinate
     sweeps of the best run; objectives: the final J of every run (first from `init`
-    or the identity, then the random restarts).
+    or the identity, then the random restarts). For a batch of pairs
+    (`batch_dims=1`) the element is batched (perms of shape (B, n)), objective and
+    each of objectives are float64 tensors of shape (B,), and sweeps is the most
+    any pair's best run took.
     """
 
     element: GroupElement
-    objective: float
+    objective: float | torch.Tensor
     sweeps: int
-    objectives: tuple[float, ...] = ()
-
-
-@dataclass
-class _Slot:
-    """One place a group acts: entry `key`, dimension `dim` of its factored view."""
-
-    key: str
-    dim: int
+    objectives: tuple[float | torch.Tensor, ...] = ()
 
 
 @dataclass
 class _Problem:
-    """The factored tensors of A, the running permuted B', and where each group acts."""
+    """A's factored tensors, the running permuted B' (entry shape), where each group acts.
 
+    Every tensor has a leading pair dim; slot and pair dims count it.
+    """
+
+    spec: WeightSpec
+    batch: int
     a: dict[str, torch.Tensor]
     b: dict[str, torch.Tensor]
-    slots: dict[str, list[_Slot]]
+    slots: dict[str, list[tuple[str, int]]]
     sizes: dict[str, int]
     pairs: dict[str, dict[str, list[tuple[str, int, int]]]] = field(default_factory=dict)
+    a_flat: dict[str, torch.Tensor] = field(init=False)
+
+    def __post_init__(self):
+        self.a_flat = {k: t.reshape(self.batch, -1).double() for k, t in self.a.items()}
+
+    def factored(self, key: str) -> torch.Tensor:
+        """B' of `key` in its factored view."""
+        t = self.b[key]
+        return t if t.shape == self.a[key].shape else t.reshape(self.a[key].shape)
 
 
-def _factored_dims(spec: WeightSpec, key: str) -> list[str | None]:
-    return [f.group for axis in spec.entries[key].axes for f in axis]
-
-
-def _problem(spec: WeightSpec, sd_a, sd_b, keys: list[str], dtype: torch.dtype) -> _Problem:
+def _problem(spec: WeightSpec, sd_a, sd_b, keys: list[str], n: int, dtype: torch.dtype) -> _Problem:
     a, b, slots = {}, {}, {name: [] for name in spec.groups}
     pairs: dict[str, dict[str, list[tuple[str, int, int]]]] = {}
     for key in keys:
         entry = spec.entries[key]
-        shape = entry.factored_shape
-        a[key] = sd_a[key].detach().to(dtype).reshape(shape)
-        b[key] = sd_b[key].detach().to(dtype).reshape(shape)
-        dims = _factored_dims(spec, key)
-        for d, name in enumerate(dims):
-            if name is not None:
-                slots[name].append(_Slot(key, d))
-        start = 0
+        a[key] = sd_a[key].detach().to(dtype).reshape(n, *entry.factored_shape)
+        b[key] = sd_b[key].detach().to(dtype).contiguous()
+        dim = 1
         for axis in entry.axes:
-            for j in range(len(axis) - 1):
-                outer, inner = axis[j].group, axis[j + 1].group
-                if outer is not None and inner is not None and inner != outer:
-                    pairs.setdefault(outer, {}).setdefault(inner, []).append((key, start + j, start + j + 1))
-            start += len(axis)
+            for j, f in enumerate(axis):
+                if f.group is not None:
+                    slots[f.group].append((key, dim + j))
+                if j + 1 < len(axis):
+                    outer, inner = f.group, axis[j + 1].group
+                    if outer is not None and inner is not None and inner != outer:
+                        pairs.setdefault(outer, {}).setdefault(inner, []).append((key, dim + j, dim + j + 1))
+            dim += len(axis)
     sizes = {name: g.size for name, g in spec.groups.items()}
-    return _Problem(a, b, slots, sizes, pairs)
+    return _Problem(spec, n, a, b, slots, sizes, pairs)
 
 
-def _contract(ta: torch.Tensor, tb: torch.Tensor, dim: int) -> torch.Tensor:
+def _contract_pair(ta: torch.Tensor, tb: torch.Tensor, dim: int) -> torch.Tensor:
     """M[i, k] = <ta at index i of `dim`, tb at index k of `dim`> (BLAS on strided views where possible)."""
     if ta.dim() == 1:
         return torch.outer(ta, tb)
@@ -103,17 +114,29 @@ def _contract(ta: torch.Tensor, tb: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.tensordot(ta.movedim(dim, 0), tb.movedim(dim, 0), dims=(rest, rest))
 
 
+def _contract(ta: torch.Tensor, tb: torch.Tensor, dim: int) -> torch.Tensor:
+    """`_contract_pair` of every pair along the leading dim: (B, n, n), one batched product."""
+    if ta.shape[0] == 1:  # one pair: plain matrix products (a batch-1 bmm is slower on CPU)
+        return _contract_pair(ta[0], tb[0], dim - 1).unsqueeze(0)
+    if ta.dim() == 2:
+        return ta.unsqueeze(2) * tb.unsqueeze(1)
+    n = ta.shape[dim]
+    x = ta.movedim(dim, 1).reshape(ta.shape[0], n, -1)
+    y = tb.movedim(dim, 1).reshape(tb.shape[0], n, -1)
+    return x @ y.transpose(1, 2)
+
+
 def _neighbors(p: _Problem) -> dict[str, set[str]]:
     """Groups whose permutation the similarity of each group depends on."""
     at_key: dict[str, list[str]] = {}
     for name, slots in p.slots.items():
-        for s in slots:
-            at_key.setdefault(s.key, []).append(name)
+        for key, _ in slots:
+            at_key.setdefault(key, []).append(name)
     out = {}
     for name, slots in p.slots.items():
         near = set()
-        for s in slots:
-            names = at_key[s.key]
+        for key, _ in slots:
+            names = at_key[key]
             near |= {n for n in names if n != name or names.count(name) > 1}
         out[name] = near
     for outer, inners in p.pairs.items():
@@ -122,45 +145,74 @@ def _neighbors(p: _Problem) -> dict[str, set[str]]:
     return out
 
 
-def _similarity(p: _Problem, name: str, perms: dict[str, torch.Tensor], skip: set[tuple[str, int]] = frozenset()):
-    """C[i, j] = <A at i, B with the group's current permutation undone at j>, summed over slots."""
+def _rows(t: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+    return t if rows is None else t[rows]
+
+
+def _similarity(p: _Problem, name: str, perms: Perms, rows=None, skip: frozenset = frozenset()) -> torch.Tensor:
+    """C[p, i, j] = <A at i, B with the group's current permutation undone at j>, summed over slots."""
     n = p.sizes[name]
-    m = torch.zeros(n, n, dtype=next(iter(p.a.values())).dtype)
-    for s in p.slots[name]:
-        if (s.key, s.dim) not in skip:
-            m += _contract(p.a[s.key], p.b[s.key], s.dim)
-    return m[:, torch.argsort(perms[name])].to(torch.float64)
+    dtype = p.a[p.slots[name][0][0]].dtype
+    m = torch.zeros(p.batch if rows is None else len(rows), n, n, dtype=dtype)
+    for key, dim in p.slots[name]:
+        if (key, dim) not in skip:
+            m += _contract(_rows(p.a[key], rows), _rows(p.factored(key), rows), dim)
+    undo = torch.argsort(_rows(perms[name], rows), dim=-1)
+    return m.gather(2, undo.unsqueeze(1).expand(-1, n, -1)).to(torch.float64)
 
 
-def _set(p: _Problem, name: str, perms: dict[str, torch.Tensor], new: torch.Tensor) -> None:
-    """Move the group from its current permutation to `new`, re-indexing only its tensors."""
-    delta = torch.argsort(perms[name])[new]
-    for s in p.slots[name]:
-        p.b[s.key] = torch.index_select(p.b[s.key], s.dim, delta)
-    perms[name] = new
+def _set(p: _Problem, new: Perms, perms: Perms, rows: torch.Tensor | None = None) -> None:
+    """Move each group of `new` (rows `rows`, default all) to its new permutation.
+
+    B' follows through the spec's action (`apply_entry`, what `WeightSpec.apply` runs per
+    entry) on only the entries those groups touch: the step from the current
+    permutation to the new one is applied to B'.
+    """
+    steps = {}
+    for name, v in new.items():
+        current = _rows(perms[name], rows)
+        step = torch.gather(torch.argsort(current, dim=-1), 1, v)
+        if rows is None:
+            perms[name] = v
+        else:
+            perms[name] = perms[name].clone().index_copy_(0, rows, v)
+            step = torch.arange(p.sizes[name]).expand(p.batch, -1).clone().index_copy_(0, rows, step)
+        steps[name] = step
+    g = GroupElement({name: step[0] if p.batch == 1 else step for name, step in steps.items()})  # one pair: index_select
+    for key in {key for name in new for key, _ in p.slots[name]}:
+        p.b[key] = apply_entry(p.spec.entries[key], p.b[key], g, p.spec.groups, batch_dims=1)
 
 
-def _objective(p: _Problem) -> float:
-    return float(sum(torch.dot(p.a[k].reshape(-1).double(), p.b[k].reshape(-1).double()) for k in p.a))
+def _objective(p: _Problem, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """J per pair (or per pair of `rows`), float64."""
+    flat_b = {k: p.b[k].reshape(p.batch, -1).double() for k in p.a}
+    if p.batch == 1:  # one pair: BLAS dot products, the J a single matching reports
+        return torch.tensor([float(sum(torch.dot(p.a_flat[k][0], flat_b[k][0]) for k in p.a))], dtype=torch.float64)
+    pick = slice(None) if rows is None else rows
+    out = torch.zeros(p.batch if rows is None else len(rows), dtype=torch.float64)
+    for k in p.a:
+        out += (p.a_flat[k][pick] * flat_b[k][pick]).sum(1)
+    return out
 
 
-def _hierarchical(p: _Problem, outer: str, perms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Heads first by their best within-head assignment, then each within-head group given the heads."""
+def _hierarchical(p: _Problem, outer: str, perms: Perms, row: int) -> Perms:
+    """Pair `row`: heads first by their best within-head assignment, then each within-head group given the heads."""
     n = p.sizes[outer]
-    paired = {(key, dg) for inner in p.pairs[outer].values() for key, dg, _ in inner}
-    score = _similarity(p, outer, perms, skip=paired)
-    joint: dict[str, torch.Tensor] = {}
+    at = torch.tensor([row])
+    paired = frozenset((key, dg) for inner in p.pairs[outer].values() for key, dg, _ in inner)
+    score = _similarity(p, outer, perms, at, skip=paired)[0]
+    joint: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     for inner, where in p.pairs[outer].items():
         m = p.sizes[inner]
         s = torch.zeros(n, m, n, m, dtype=torch.float64)
-        inv_o, inv_i = torch.argsort(perms[outer]), torch.argsort(perms[inner])
+        inv_o, inv_i = torch.argsort(perms[outer][row]), torch.argsort(perms[inner][row])
         for key, dg, di in where:
-            ta = p.a[key].movedim((dg, di), (0, 1))
-            tb = p.b[key].movedim((dg, di), (0, 1))
+            ta = p.a[key][row].movedim((dg - 1, di - 1), (0, 1))
+            tb = p.factored(key)[row].movedim((dg - 1, di - 1), (0, 1))
             t = torch.tensordot(ta, tb, dims=(list(range(2, ta.dim())),) * 2).to(torch.float64)
             s += t[:, :, inv_o][:, :, :, inv_i]
         s = s.permute(0, 2, 1, 3)
-        inner_only = _similarity(p, inner, perms, skip={(key, di) for key, _, di in where})
+        inner_only = _similarity(p, inner, perms, at, skip=frozenset((key, di) for key, _, di in where))[0]
         score += torch.tensor([[assignment_value(s[i, j] + inner_only / n) for j in range(n)] for i in range(n)])
         joint[inner] = (s, inner_only)
     heads = best_permutation(score)
@@ -170,58 +222,96 @@ def _hierarchical(p: _Problem, outer: str, perms: dict[str, torch.Tensor]) -> di
     return new
 
 
-def _run(p: _Problem, perms: dict[str, torch.Tensor], max_sweeps: int, hierarchical: bool, gen: torch.Generator):
+def _update(p: _Problem, name: str, perms: Perms, hierarchical: bool, version: Perms, due: torch.Tensor) -> None:
+    """One coordinate step on `name` for the pairs `due` (plus the hierarchical candidate on factored axes)."""
+    rows = None if bool(due.all()) else due.nonzero().squeeze(1)
+    start = {k: _rows(perms[k], rows) for k in (name, *p.pairs.get(name, ()))}
+    sim = _similarity(p, name, perms, rows)
+    _set(p, {name: torch.stack([best_permutation(s) for s in sim])}, perms, rows)
+    if hierarchical and name in p.pairs:
+        before = _objective(p, rows)
+        saved = {k: _rows(perms[k], rows) for k in start}
+        picked = range(p.batch) if rows is None else rows.tolist()
+        candidates = [_hierarchical(p, name, perms, i) for i in picked]
+        _set(p, {k: torch.stack([c[k] for c in candidates]) for k in saved}, perms, rows)
+        worse = _objective(p, rows) <= before
+        if bool(worse.any()):
+            back = torch.tensor(picked)[worse]
+            _set(p, {k: v[worse] for k, v in saved.items()}, perms, back)
+    for k, old in start.items():
+        changed = (_rows(perms[k], rows) != old).any(1).long()
+        if rows is None:
+            version[k] += changed
+        else:
+            version[k].index_add_(0, rows, changed)
+
+
+def _run(p: _Problem, perms: Perms, max_sweeps: int, hierarchical: bool, gen: torch.Generator):
+    """Coordinate descent from `perms` ((B, n) each); per pair: best J, its perms, sweeps run."""
     order = [n for n in p.slots if p.slots[n]]
-    for name, perm in list(perms.items()):
-        perms[name] = torch.arange(p.sizes[name])
-        if p.slots[name]:
-            _set(p, name, perms, perm)
+    start = {n: perms[n] for n in order}
+    perms.update({n: torch.arange(p.sizes[n]).expand(p.batch, -1) for n in perms})  # groups without tensors stay identity
+    _set(p, start, perms)
     best = _objective(p)
     best_perms = dict(perms)
-    near = _neighbors(p)
-    version = {name: 0 for name in perms}
-    solved_at: dict[str, tuple[int, ...]] = {}
-    sweeps = 0
-    for sweeps in range(1, max_sweeps + 1):
-        before_sweep = dict(version)
+    slot = {name: i for i, name in enumerate(perms)}
+    near = {n: torch.tensor([slot[m] for m in sorted(v)], dtype=torch.long) for n, v in _neighbors(p).items()}
+    counts = torch.zeros(len(slot), p.batch, dtype=torch.long)  # per group and pair: how often it has moved
+    version = {name: counts[i] for name, i in slot.items()}  # row views, updated in place
+
+    def seen(name: str) -> torch.Tensor:
+        """The versions of the groups `name`'s similarity depends on, per pair."""
+        return counts[near[name]]
+
+    solved_at: dict[str, torch.Tensor] = {}
+    active = torch.ones(p.batch, dtype=torch.bool)
+    sweeps = torch.zeros(p.batch, dtype=torch.long)
+    for sweep in range(1, max_sweeps + 1):
+        sweeps[active] = sweep
+        before_sweep = counts.clone()
         for idx in torch.randperm(len(order), generator=gen).tolist():
             name = order[idx]
-            seen = tuple(version[n] for n in sorted(near[name]))
-            if solved_at.get(name) == seen:
-                continue  # nothing this group's similarity depends on has moved: same answer
-            _update(p, name, perms, hierarchical, version)
-            solved_at[name] = tuple(version[n] for n in sorted(near[name]))
-        if version == before_sweep:
+            due = active if name not in solved_at else active & (solved_at[name] != seen(name)).any(0)
+            if bool(due.any()):  # otherwise nothing this group's similarity depends on has moved: same answer
+                _update(p, name, perms, hierarchical, version, due)
+                solved_at[name] = seen(name)
+            elif name not in solved_at:
+                solved_at[name] = seen(name)
+        moved = (counts != before_sweep).any(0)
+        rows = (active & moved).nonzero().squeeze(1)
+        gained = torch.zeros(p.batch, dtype=torch.bool)
+        if len(rows):
+            value, last = _objective(p, rows), best[rows]
+            up = value > last + 1e-12 * last.abs().clamp_min(1.0)
+            gained[rows[up]] = True
+            best[rows[up]] = value[up]
+            best_perms = {n: torch.where(gained[:, None], perms[n], v) for n, v in best_perms.items()}
+        active = gained
+        if not bool(active.any()):
             break
-        value = _objective(p)
-        if value <= best + 1e-12 * max(abs(best), 1.0):
-            break
-        best, best_perms = value, dict(perms)
     return best, best_perms, sweeps
 
 
-def _update(p: _Problem, name: str, perms: dict[str, torch.Tensor], hierarchical: bool, version: dict[str, int]):
-    """One coordinate step on `name` (plus the hierarchical candidate where it has inner factors)."""
-    start = {k: perms[k] for k in (name, *p.pairs.get(name, ()))}
-    _set(p, name, perms, best_permutation(_similarity(p, name, perms)))
-    if hierarchical and name in p.pairs:
-        before = _objective(p)
-        saved = {k: perms[k] for k in start}
-        for k, v in _hierarchical(p, name, perms).items():
-            _set(p, k, perms, v)
-        if _objective(p) <= before:
-            for k, v in saved.items():
-                _set(p, k, perms, v)
-    for k, old in start.items():
-        if not torch.equal(perms[k], old):
-            version[k] += 1
+def _starts(spec: WeightSpec, init: GroupElement | None, n: int, restarts: int, gen: torch.Generator) -> list[Perms]:
+    """The runs' starting permutations, (n, size) per group: `init` (default identity), then uniform draws."""
+    first = init.restrict(spec.groups) if init is not None else GroupElement({})
+    if first.batch_shape not in ((), (n,)):
+        raise AlignError(f"init has batch shape {first.batch_shape}; expected () or ({n},) for {n} pair(s)")
+    first = GroupElement({**{k: torch.arange(g.size) for k, g in spec.groups.items()}, **first.perms})
+    starts = [{k: v.long().expand(n, -1).clone() for k, v in first.perms.items()}]
+    starts += [
+        {k: torch.stack([torch.randperm(g.size, generator=gen) for _ in range(n)]) for k, g in spec.groups.items()}
+        for _ in range(restarts)
+    ]
+    return starts
 
 
-def match_weights(
+def weight_matching(
     spec: WeightSpec,
     sd_a: Mapping[str, torch.Tensor],
     sd_b: Mapping[str, torch.Tensor],
     *,
+    batch_dims: int = 0,
     max_sweeps: int = 100,
     restarts: int = 0,
     hierarchical: bool = True,
@@ -235,32 +325,34 @@ def match_weights(
     Args:
         spec: the weight space's symmetry (from `ws.parse`, `ws.infer_spec` or by hand).
         sd_a, sd_b: state dicts of one architecture (aliases allowed, never modified).
-        max_sweeps: cap on coordinate-descent sweeps; a sweep that brings no gain stops.
-        restarts: extra runs from uniformly random permutations; the best objective wins.
+        batch_dims: 0 for one pair; 1 for B pairs at once, tensors shaped (B, *entry shape).
+        max_sweeps: cap on coordinate-descent sweeps; a sweep that brings no gain stops (per pair).
+        restarts: extra runs from uniformly random permutations; the best objective wins (per pair).
         hierarchical: also try the heads-then-head_dim update on factored axes.
-        init: starting element (default identity).
+        init: starting element, one for all pairs or batched (default identity).
         include_buffers: also match floating buffers (BatchNorm running statistics).
         generator: randomness of group order and restarts (default seed 0).
         dtype: dtype of the contractions (the objective is summed in float64).
     """
-    check_pair(sd_a, sd_b, spec)
+    if batch_dims not in (0, 1):
+        raise AlignError(f"weight matching takes batch_dims 0 (one pair) or 1 (a batch of pairs), got {batch_dims}")
+    check_pair(sd_a, sd_b, spec, batch_dims)
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     keys = float_keys(spec, sd_a, include_buffers)
-    starts = [{n: (init.perms[n] if init is not None and n in init.perms else torch.arange(s)) for n, s in
-               ((n, g.size) for n, g in spec.groups.items())}]
-    starts += [{n: torch.randperm(g.size, generator=gen) for n, g in spec.groups.items()} for _ in range(restarts)]
-    results = []
-    for start in starts:
-        p = _problem(spec, sd_a, sd_b, keys, dtype)
-        results.append(_run(p, {n: v.long().clone() for n, v in start.items()}, max_sweeps, hierarchical, gen))
-    best = max(range(len(results)), key=lambda i: results[i][0])
-    value, perms, sweeps = results[best]
-    return Matching(GroupElement(perms), value, sweeps, tuple(r[0] for r in results))
-
-
-def weight_matching(spec: WeightSpec, sd_a, sd_b, **kwargs) -> GroupElement:
-    """The element g such that `spec.apply(sd_b, g)` is B aligned to A (see `match_weights`)."""
-    return match_weights(spec, sd_a, sd_b, **kwargs).element
+    n = next(iter(sd_a.values())).shape[0] if batch_dims else 1
+    if batch_dims == 0:
+        sd_a, sd_b = ({k: sd[k].unsqueeze(0) for k in keys} for sd in (sd_a, sd_b))
+    starts = _starts(spec, init, n, restarts, gen)
+    with torch.no_grad():  # plain tensor arithmetic: skip autograd's per-op bookkeeping
+        results = [_run(_problem(spec, sd_a, sd_b, keys, n, dtype), s, max_sweeps, hierarchical, gen) for s in starts]
+    values = torch.stack([r[0] for r in results])
+    best = values.argmax(0)
+    pick = lambda ts: ts[best, torch.arange(n)]  # noqa: E731
+    perms = {k: pick(torch.stack([r[1][k] for r in results])) for k in spec.groups}
+    element, sweeps = GroupElement(perms), pick(torch.stack([r[2] for r in results]))
+    if batch_dims == 0:
+        return Matching(element.index(0), float(values[best[0], 0]), int(sweeps[0]), tuple(float(v[0]) for v in values))
+    return Matching(element, pick(values), int(sweeps.max()), tuple(values))
 
 
 def alignment_objective(spec: WeightSpec, sd_a, sd_b, g: GroupElement | None = None, include_buffers: bool = False) -> float:

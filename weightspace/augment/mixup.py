@@ -46,9 +46,10 @@ class Mixup:
             g = self.spec.random_element(generator, batch_shape=(n,))
             partner = self.spec.apply(partner, g, batch_dims=1)
         elif self.mode == "aligned":
-            from ..align import align_batch
+            from ..align import weight_matching
 
-            g = align_batch(self.spec, sd, partner, max_sweeps=self.max_sweeps, generator=generator)
+            g = weight_matching(self.spec, sd, partner, batch_dims=1, max_sweeps=self.max_sweeps,
+                                generator=generator, dtype=torch.float64).element
             partner = self.spec.apply(partner, g, batch_dims=1)
         return index, partner
 

@@ -55,14 +55,14 @@ def _element(args, model, spec, sd_a, sd_b, data, console):
 
     gen = torch.Generator().manual_seed(args.seed)
     if args.method == "weight":
-        m = align.match_weights(spec, sd_a, sd_b, restarts=args.restarts, generator=gen)
+        m = align.weight_matching(spec, sd_a, sd_b, restarts=args.restarts, generator=gen)
         console.print(f"weight matching: objective {m.objective:.4g} after {m.sweeps} sweeps")
         return m.element
     if data is None:
         raise ConfigError(f"--method {args.method} needs --data")
     if args.method == "activation":
         return align.activation_matching(model, sd_a, sd_b, data)
-    m = align.match_ste(model, spec, sd_a, sd_b, data, generator=gen)
+    m = align.ste_matching(model, spec, sd_a, sd_b, data, generator=gen)
     console.print(f"STE matching: midpoint loss {m.losses[0]:.4g} -> {m.losses[-1]:.4g} over {len(m.losses)} steps")
     return m.element
 
@@ -132,9 +132,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.plot:
         console.print("no plot: --plot needs labelled --data")
     if args.out:
-        from ..align.record import METADATA_KEY, element_to_json
+        from ..align.record import METADATA_KEY
 
-        meta = {METADATA_KEY: element_to_json(g), "weightspace.align.method": args.method,
+        meta = {METADATA_KEY: g.to_json(), "weightspace.align.method": args.method,
                 "weightspace.align.alpha": str(args.alpha)}
         save(merged, args.out, spec=spec, metadata=meta)
         console.print(f"merged model written to {args.out}")

@@ -140,11 +140,7 @@ class WeightSpaceBatch:
         """The batch with `g` applied (one element for all, or batched with shape (B, n))."""
         batched = any(p.dim() > 1 for p in g.perms.values())
         if batched:
-            g = GroupElement(
-                {k: p.unsqueeze(-2) for k, p in g.perms.items()},
-                {k: m.unsqueeze(-2) for k, m in g.signs.items()},
-                {k: m.unsqueeze(-2) for k, m in g.scales.items()},
-            )
+            g = g.unsqueeze(-1)
         return WeightSpaceBatch(self.spec, self.spec.apply(self.tensors, g, batch_dims=2))
 
     def map(self, fn) -> "WeightSpaceBatch":

@@ -82,15 +82,10 @@ def in_float64(model: nn.Module, args: tuple, kwargs: dict | None):
     return copied, args64, kwargs64
 
 
-def _only(g: GroupElement, name: str) -> GroupElement:
-    keep = lambda d: {k: v for k, v in d.items() if k == name}  # noqa: E731
-    return GroupElement(keep(g.perms), keep(g.signs), keep(g.scales))
-
-
 def _blame(run: Runner, spec: WeightSpec, sd, g: GroupElement, train: bool, ref, diff: float, tol: float, mode: str):
     """Raise SpecVerificationError naming the first group that fails on its own."""
     for name in spec.groups:
-        alone = relative_change(ref, run(spec.apply(sd, _only(g, name)), train))
+        alone = relative_change(ref, run(spec.apply(sd, g.restrict([name])), train))
         if alone > tol:
             raise SpecVerificationError(name, alone, tol, mode)
     raise SpecVerificationError("(several groups together)", diff, tol, mode)
@@ -191,7 +186,7 @@ def _verify_extras(run: Runner, spec, sd, ref, tol, generator, notes) -> WeightS
     groups = dict(spec.groups)
     for name in with_extra:
         g = spec.random_element(generator, extra=True)
-        only = GroupElement({}, {k: v for k, v in g.signs.items() if k == name}, {k: v for k, v in g.scales.items() if k == name})
+        only = GroupElement({}, g.signs, g.scales).restrict([name])
         diff = relative_change(ref, run(spec.apply(sd, only)))
         if diff > tol:
             notes.append(f"dropped {'/'.join(groups[name].extra)} symmetry of {name} (moved outputs by {diff:.1e})")

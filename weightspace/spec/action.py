@@ -14,7 +14,11 @@ from .parts import Entry, Group
 def _take(t: torch.Tensor, dim: int, perm: torch.Tensor, batch_dims: int) -> torch.Tensor:
     """Index `t` along `dim` by `perm` (shape (n,) or (*batch, n))."""
     if perm.dim() == 1:
-        return torch.index_select(t, dim, perm.to(t.device))
+        if dim < 2 or t.numel() == 0:
+            return torch.index_select(t, dim, perm.to(t.device))
+        # index_select along a later dim is many times slower than along dim 1: fold the leading dims
+        flat = torch.index_select(t.reshape(-1, *t.shape[dim:]), 1, perm.to(t.device))
+        return flat.reshape(*t.shape[:dim], *flat.shape[1:])
     if perm.dim() - 1 != batch_dims:
         raise ValueError(
             f"a batched permutation of shape {tuple(perm.shape)} needs {perm.dim() - 1} leading "
@@ -61,20 +65,15 @@ def apply_entry(
         raise ShapeMismatchError(entry.key, expected, got, where="apply")
     lead = tuple(tensor.shape[:batch_dims])
     out = tensor
-    touched = any(f.group in g.perms for axis in entry.axes for f in axis)
-    if touched:
-        out = out.reshape(*lead, *entry.factored_shape)
-        dim = batch_dims
-        for axis in entry.axes:
-            for f in axis:
-                p = g.perms.get(f.group) if f.group is not None else None
-                if p is not None:
-                    out = _take(out, dim, p, batch_dims)
-                dim += 1
-        out = out.reshape(*lead, *entry.shape)
-    multipliers = multipliers or {}
+    moves = [(batch_dims + d, g.perms[f.group]) for d, f in enumerate(entry.factors) if f.group in g.perms]
+    if moves:
+        split = entry.factored_shape != expected
+        out = out.reshape(*lead, *entry.factored_shape) if split else out
+        for dim, p in moves:
+            out = _take(out, dim, p, batch_dims)
+        out = out.reshape(*lead, *entry.shape) if split else out
     key = extra_for_key or entry.key
-    for name, mult in multipliers.items():
+    for name, mult in (multipliers or {}).items():
         group = groups.get(name)
         if group is None:
             continue

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from math import prod
 
 from ..errors import SpecError
@@ -49,9 +50,15 @@ class Entry:
     def groups(self) -> set[str]:
         return {f.group for axis in self.axes for f in axis if f.group is not None}
 
-    @property
+    @cached_property
+    def factors(self) -> tuple[Factor, ...]:
+        """Every axis's factors in order: the dims of the factored view (computed once: the action walks them)."""
+        return tuple(f for axis in self.axes for f in axis)
+
+    @cached_property
     def factored_shape(self) -> tuple[int, ...]:
-        return tuple(f.size for axis in self.axes for f in axis)
+        """The shape with every axis split into its factors (computed once: the action reshapes by it)."""
+        return tuple(f.size for f in self.factors)
 
 
 @dataclass(frozen=True)

@@ -51,8 +51,7 @@ def restrict(g: GroupElement, spec: WeightSpec, names: Iterable[str] | None = No
                 f"group {n!r} has size {g.perms[n].shape[-1]} on the input side and "
                 f"{spec.groups[n].size} in the output spec"
             )
-    pick = lambda d: {n: v for n, v in d.items() if n in keep}  # noqa: E731
-    return GroupElement(pick(g.perms), pick(g.signs), pick(g.scales))
+    return g.restrict(keep)
 
 
 def as_outputs(y: Any) -> dict[str, torch.Tensor]:

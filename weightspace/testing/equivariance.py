@@ -24,11 +24,6 @@ from ._common import (
 WeightFn = Callable[[dict[str, torch.Tensor]], Any]
 
 
-def _one_group(g: GroupElement, name: str) -> GroupElement:
-    pick = lambda d: {name: d[name]} if name in d else {}  # noqa: E731
-    return GroupElement(pick(g.perms), pick(g.signs), pick(g.scales))
-
-
 def _input_members(spec: WeightSpec, group: str) -> str:
     """Where `group` acts on the input, in words."""
     members = [f"{m.key!r} axis {m.axis}" for m in spec.members(group)]
@@ -108,7 +103,7 @@ def _check(
             culprits = [
                 name
                 for name in g.perms
-                if any(m.key == key for m in compare(*transformed(_one_group(g, name)), rtol, atol)[0])
+                if any(m.key == key for m in compare(*transformed(g.restrict([name])), rtol, atol)[0])
             ]
             raise AssertionError(_report(what, bad, culprits, spec_in, spec_out, trial, n_trials, rtol, atol))
     return worst
