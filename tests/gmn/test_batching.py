@@ -1,5 +1,5 @@
-"""Heterogeneous batches give each network the outputs it gets alone; the fast
-one-architecture batch equals the collated one; the way back to state dicts is exact."""
+"""Heterogeneous batches give each network the outputs it gets alone; the graph view of
+a one-architecture batch equals the PyG export read back; the way back to state dicts is exact."""
 from __future__ import annotations
 
 import pytest
@@ -7,10 +7,11 @@ import torch
 
 from tests.gmn.cases import KINDS, as_batch, structure_of
 from weightspace.graph import ParamGraph, build_graph, flatten_values
-from weightspace.graph.pyg import collate
+from weightspace.graph.pyg import batch_pyg, collate
 from weightspace.nn.gmn import (
     GMNClassifier,
     GMNEquivariant,
+    GraphInputs,
     edge_widths,
     graph_inputs,
     stacked_state_dict,
@@ -64,6 +65,25 @@ def test_fast_batch_equals_collated_batch():
 
 
 @pytest.mark.parametrize("name", MIXED)
+def test_graph_view_equals_the_pyg_export_read_back(name):
+    """Every tensor of `WeightSpaceBatch.graph` equals `graph_inputs` of the PyG `Batch` export."""
+    spec, structure = structure_of(name)
+    stacked = random_weights(spec, torch.Generator().manual_seed(5), (3,), torch.float64)
+    fast = as_batch(structure, stacked)
+    exported = graph_inputs(batch_pyg(structure, stacked))
+    singles = [build_graph(spec, {k: v[i] for k, v in stacked.items()}, structure=structure) for i in range(3)]
+    collated = graph_inputs(collate(singles))
+    for other in (exported, collated):
+        for name_ in GraphInputs.__dataclass_fields__:
+            a, b = getattr(fast, name_), getattr(other, name_)
+            if isinstance(a, torch.Tensor):
+                assert a.dtype == b.dtype and torch.equal(a, b), name_
+        assert all(s is structure for s in other.structures) and len(other.structures) == 3
+    assert torch.equal(fast.edge_off, structure.edge_off.repeat(3) + torch.arange(3).repeat_interleave(
+        structure.num_edges) * structure.num_values)
+
+
+@pytest.mark.parametrize("name", MIXED)
 def test_unflatten_values_inverts_flatten_exactly(name):
     spec, structure = structure_of(name)
     stacked = random_weights(spec, torch.Generator().manual_seed(1), (2,), torch.float64)
@@ -83,5 +103,5 @@ def test_values_of_a_mixed_batch_split_back_to_each_state_dict():
         assert all(torch.equal(back[k], sd[k]) for k in back)
     spec, structure = structure_of("siren")
     stacked = random_weights(spec, torch.Generator().manual_seed(4), (4,), torch.float64)
-    g = graph_inputs(as_batch(structure, stacked))
+    g = as_batch(structure, stacked)
     assert all(torch.equal(v, stacked[k]) for k, v in stacked_state_dict(g, g.edge_val).items())

@@ -5,7 +5,7 @@ symmetries (`node_permutation`); the round trip graph -> state dict is exact.
 PyG export lives in `weightspace.graph.pyg` (needs torch_geometric), networkx in
 `weightspace.graph.nx`, pictures in `weightspace.graph.draw` (matplotlib).
 """
-from .build import ParamGraph, bucket, build_graph, flatten_values, from_module, node_permutation, to_state_dict
+from .build import ParamGraph, build_graph, edge_buckets, flatten_values, from_module, node_permutation, to_state_dict
 from .errors import GraphError
 from .roles import Role, roles_from_trace, trace_roles
 from .structure import EntryLayout, GraphStructure, NodeSpace, graph_structure
@@ -20,8 +20,8 @@ __all__ = [
     "NodeSpace",
     "ParamGraph",
     "Role",
-    "bucket",
     "build_graph",
+    "edge_buckets",
     "flatten_values",
     "from_module",
     "graph_structure",
