@@ -14,6 +14,7 @@ from rich.table import Table
 from tasks.metanet_io import save_metanet
 from tasks.training import FitConfig, fit
 from weightspace import augment as A
+from weightspace.errors import SpecError
 from weightspace.io.save import write_atomic, write_json
 
 from .data import InrSplits
@@ -47,7 +48,7 @@ def augmentation(name: str, data: InrSplits) -> tuple[Callable | None, Callable 
     parts = set(PARTS) | {"mixup"} if name == "full" else set(name.split("+"))
     unknown = parts - set(PARTS) - {"mixup"}
     if unknown:
-        raise ValueError(f"unknown augmentation parts {sorted(unknown)} in {name!r}; use none, full or "
+        raise SpecError(f"unknown augmentation parts {sorted(unknown)} in {name!r}; use none, full or "
                          f"'+'-joined parts of {sorted(PARTS) + ['mixup']}")
     recipe = A.inr_recipe(data.spec, omega0=data.siren.w0)
     chosen = [t for t in recipe.transforms if any(isinstance(t, PARTS[p]) for p in parts - {"mixup"})]
@@ -122,7 +123,7 @@ def compare(data: InrSplits, names: list[str], settings: Settings, out: Path, co
     console = console or Console(quiet=not write)
     unknown = [n for n in names if n not in CHOICES]
     if unknown:
-        raise ValueError(f"unknown models {unknown}; choose from {sorted(CHOICES)}")
+        raise SpecError(f"unknown models {unknown}; choose from {sorted(CHOICES)}")
     if settings.augment:
         augmentation(settings.augment, data)
     models = {}

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tasks.training import FitConfig, fit, kendall_tau, predict, r_squared
+from weightspace.errors import SpecError
 from weightspace.io.save import write_atomic, write_json
 
 from .data import GeneralizationData
@@ -70,7 +71,7 @@ def compare(data: GeneralizationData, names: list[str], settings: Settings, out:
     console = console or Console()
     unknown = [n for n in names if n not in CHOICES]
     if unknown:
-        raise ValueError(f"unknown models {unknown}; choose from {sorted(CHOICES)}")
+        raise SpecError(f"unknown models {unknown}; choose from {sorted(CHOICES)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     models = {}

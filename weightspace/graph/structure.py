@@ -48,6 +48,7 @@ from typing import Mapping
 
 import torch
 
+from ..errors import KeyMismatchError
 from ..spec import Factor, WeightSpec
 from .roles import Role
 from .vocab import EDGE_TYPE, NODE_TYPE, vector_type, weight_type
@@ -119,7 +120,7 @@ class GraphStructure:
         for e in self.entries:
             if e.key == key:
                 return e
-        raise KeyError(key)
+        raise KeyMismatchError([key], [], where="GraphStructure.entry")
 
     def __repr__(self) -> str:
         return f"GraphStructure({self.num_nodes} nodes, {self.num_edges} edges, {self.num_values} values)"

@@ -99,7 +99,7 @@ class GraphInputs:
             node_layer=tile(structure.node_layer),
             node_pos=tile(structure.node_pos),
             node_graph=graphs.repeat_interleave(n),
-            edge_index=tile(structure.edge_index.T, n).T.contiguous(),
+            edge_index=(structure.edge_index.to(device)[:, None, :] + (graphs * n)[None, :, None]).reshape(2, -1),
             edge_class=tile(structure.edge_class, c),
             class_type=tile(structure.class_type),
             class_layer=tile(structure.class_layer),
