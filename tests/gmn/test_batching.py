@@ -105,3 +105,16 @@ def test_values_of_a_mixed_batch_split_back_to_each_state_dict():
     stacked = random_weights(spec, torch.Generator().manual_seed(4), (4,), torch.float64)
     g = as_batch(structure, stacked)
     assert all(torch.equal(v, stacked[k]) for k, v in stacked_state_dict(g, g.edge_val).items())
+
+
+def test_graph_view_needs_one_channel_and_the_structure_entries():
+    from weightspace.errors import KeyMismatchError, ShapeMismatchError
+    from weightspace.nn import WeightSpaceBatch, metanet_spec
+
+    spec, structure = structure_of("cnn_bn")
+    batch = WeightSpaceBatch.from_stacked(spec, random_weights(spec, torch.Generator().manual_seed(0), (2,), torch.float64))
+    with pytest.raises(ShapeMismatchError, match="one channel"):
+        batch.map(lambda t: torch.cat([t, t], dim=1)).graph(structure)
+    params = WeightSpaceBatch.from_stacked(metanet_spec(spec), batch.to_stacked())
+    with pytest.raises(KeyMismatchError, match="running_mean"):
+        params.graph(structure)
