@@ -118,3 +118,17 @@ def test_graph_view_needs_one_channel_and_the_structure_entries():
     params = WeightSpaceBatch.from_stacked(metanet_spec(spec), batch.to_stacked())
     with pytest.raises(KeyMismatchError, match="running_mean"):
         params.graph(structure)
+
+
+def test_batch_tables_are_derived_once_per_batch_size():
+    from weightspace.graph.structure import BATCH_CACHE
+
+    spec, structure = structure_of("siren")
+    stacked = random_weights(spec, torch.Generator().manual_seed(0), (3,), torch.float64)
+    first, second = as_batch(structure, stacked), as_batch(structure, {k: v + 1 for k, v in stacked.items()})
+    assert first.edge_index is second.edge_index and first.edge_off is second.edge_off
+    assert not torch.equal(first.edge_val, second.edge_val)
+    for b in range(4, 4 + BATCH_CACHE):
+        structure.batch_tables(b)
+    assert structure.batch_tables(3)["edge_index"] is not first.edge_index  # evicted, rebuilt equal
+    assert torch.equal(structure.batch_tables(3)["edge_index"], first.edge_index)

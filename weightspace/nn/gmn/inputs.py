@@ -80,38 +80,12 @@ class GraphInputs:
     def from_values(cls, structure: GraphStructure, values: torch.Tensor) -> "GraphInputs":
         """B graphs of `structure` carrying flat values (B, V) (`weightspace.graph.flatten_values`).
 
-        The structure's tables are tiled B times (node and class indices shifted per graph,
-        per-edge offsets by V), on the values' device; no PyG object is built."""
+        The structure's tables for B graphs (`GraphStructure.batch_tables`, derived once per
+        batch size and device, shared read-only) plus the values; no PyG object is built."""
         if values.dim() != 2 or values.shape[1] != structure.num_values:
             raise GMNError(f"values of shape {tuple(values.shape)}; expected (B, {structure.num_values})")
-        b, device = values.shape[0], values.device
-        n, c, v = structure.num_nodes, structure.class_type.shape[0], structure.num_values
-        graphs = torch.arange(b, device=device)
-
-        def tile(t: torch.Tensor, step: int = 0) -> torch.Tensor:
-            t = t.to(device).expand(b, *t.shape)
-            if step:
-                t = t + (graphs * step).view(b, *([1] * (t.dim() - 1)))
-            return t.reshape(b * t.shape[1], *t.shape[2:])
-
-        return cls(
-            node_type=tile(structure.node_type),
-            node_layer=tile(structure.node_layer),
-            node_pos=tile(structure.node_pos),
-            node_graph=graphs.repeat_interleave(n),
-            edge_index=(structure.edge_index.to(device)[:, None, :] + (graphs * n)[None, :, None]).reshape(2, -1),
-            edge_class=tile(structure.edge_class, c),
-            class_type=tile(structure.class_type),
-            class_layer=tile(structure.class_layer),
-            class_width=tile(structure.class_width),
-            class_shape=tile(structure.class_shape),
-            edge_val=values.reshape(-1),
-            edge_width=tile(structure.edge_width),
-            edge_off=tile(structure.edge_off, v),
-            node_ptr=torch.arange(b + 1, device=device) * n,
-            value_ptr=torch.arange(b + 1, device=device) * v,
-            structures=(structure,) * b,
-        )
+        b = values.shape[0]
+        return cls(**structure.batch_tables(b, values.device), edge_val=values.reshape(-1), structures=(structure,) * b)
 
 
 def graph_inputs(data) -> GraphInputs:
