@@ -12,7 +12,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Mapping
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from weightspace.errors import ConfigError
+from weightspace.errors import ShapeMismatchError
 
 Weights = dict[str, torch.Tensor]
 
@@ -34,9 +34,10 @@ class WeightData:
     targets: torch.Tensor
 
     def __post_init__(self) -> None:
-        sizes = {k: v.shape[0] for k, v in self.weights.items()}
-        if len(set(sizes.values()) | {len(self.targets)}) != 1:
-            raise ConfigError(f"weights and targets disagree in length: {sizes}, targets {len(self.targets)}")
+        for k, v in self.weights.items():
+            if v.shape[0] != len(self.targets):
+                raise ShapeMismatchError(k, (len(self.targets), *v.shape[1:]), tuple(v.shape),
+                                         where="WeightData (weights and targets disagree in length)")
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -185,7 +186,3 @@ def fit(
         result.test = score(model, test.to(device), prepare, task)
     return result
 
-
-def stack(samples: list[Mapping[str, torch.Tensor]]) -> Weights:
-    """A list of state dicts of one architecture as stacked tensors."""
-    return {k: torch.stack([s[k] for s in samples]) for k in samples[0]}

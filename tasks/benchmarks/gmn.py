@@ -1,7 +1,7 @@
 """Graph-metanetwork benchmark: sparse neighbourhood attention vs the dense all-pairs layout.
 
 Part 1: forward+backward time per batch of 256 SIREN 2-32-32-1 parameter graphs
-(`batch_pyg`) for our sparse relational transformer (`GMNClassifier(kind="transformer")`)
+(`WeightSpaceBatch.graph`) for our sparse relational transformer (`GMNClassifier(kind="transformer")`)
 and edge-updating MPNN, against a dense relational transformer in the N×N layout of
 the reference implementation (Kofinas et al., ICLR 2024): node tensor (B, N, d), edge
 tensor (B, N, N, d), attention over every node pair and edge updates on every pair.
@@ -29,9 +29,9 @@ import torch
 from torch import nn
 
 from weightspace.examples import siren
-from weightspace.graph import flatten_values, graph_structure
-from weightspace.graph.pyg import batch_pyg
-from weightspace.nn.gmn import GMNClassifier, edge_widths, graph_inputs
+from weightspace.graph import graph_structure
+from weightspace.nn import WeightSpaceBatch
+from weightspace.nn.gmn import GMNClassifier, GraphInputs, edge_widths
 from weightspace.nn.gmn.encoders import EdgeEncoder, NodeEncoder
 from weightspace.nn.gmn.mlp import mlp
 from weightspace.parser import parse_model
@@ -77,8 +77,7 @@ class DenseRelationalTransformer(nn.Module):
         self.norm_h, self.norm_e = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
         self.readout = mlp([4 * hidden, 2 * hidden, out])
 
-    def forward(self, batch) -> torch.Tensor:
-        g = graph_inputs(batch)
+    def forward(self, g: GraphInputs) -> torch.Tensor:
         b, n = g.num_graphs, g.structures[0].num_nodes
         h = self.nodes(g).view(b, n, -1)
         flat = self.edges(g)
@@ -108,7 +107,7 @@ def siren_timing(networks: int, hidden: int, layers: int, heads: int, repeats: i
     parsed = parse_model(model, inputs)
     structure = graph_structure(parsed.spec, {k: v.dtype for k, v in model.state_dict().items()}, parsed.roles)
     stacked = {k: v + 0.01 * torch.randn(networks, *v.shape) for k, v in model.state_dict().items()}
-    batch = batch_pyg(structure, flatten_values(structure, stacked, batch_dims=1))
+    batch = WeightSpaceBatch.from_stacked(structure.spec, stacked).graph(structure)
     widths = edge_widths(structure)
     sparse = GMNClassifier(10, hidden, layers, "transformer", heads=heads, edge_widths=widths)
     mpnn = GMNClassifier(10, hidden, layers, "mpnn", edge_widths=widths)
@@ -141,7 +140,7 @@ def _resnet18_structure():
 def memory_child(kind: str, hidden: int, layers: int, heads: int) -> None:
     """In a fresh process: max-RSS increase of one forward+backward on the ResNet-18 graph."""
     structure, stacked = _resnet18_structure()
-    batch = batch_pyg(structure, flatten_values(structure, stacked, batch_dims=1))
+    batch = WeightSpaceBatch.from_stacked(structure.spec, stacked).graph(structure)
     model = GMNClassifier(10, hidden, layers, kind, heads=heads, edge_widths=edge_widths(structure))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t = time.perf_counter()

@@ -9,7 +9,7 @@ from typing import Callable
 
 from torch import nn
 
-from weightspace.nn import FlatMLP, FourierFeatures, InvariantClassifier, StatMLP
+from weightspace.nn import FlatMLP, FourierFeatures, InvariantClassifier, StatMLP, WeightSpaceBatch
 from weightspace.nn.models import mlp
 
 from .data import InrSplits
@@ -70,10 +70,8 @@ def gmn_probe(data: InrSplits, grid_init: bool = True) -> nn.Module:
 
 
 def graph_batches(data: InrSplits) -> Callable:
-    from weightspace.graph.pyg import batch_pyg
-
     structure = _structure(data)
-    return lambda w: batch_pyg(structure, w)
+    return lambda w: WeightSpaceBatch.from_stacked(structure.spec, w).graph(structure)
 
 
 def _pixels(data: InrSplits) -> Callable:

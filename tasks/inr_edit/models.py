@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from weightspace.errors import EditError
-from weightspace.nn import EquivariantNetwork, FlatMLP, FourierFeatures
+from weightspace.nn import EquivariantNetwork, FlatMLP, FourierFeatures, WeightSpaceBatch
 from weightspace.spec import WeightSpec
 
 from .data import EditContext
@@ -90,10 +90,8 @@ class GraphDelta(nn.Module):
         return self.structures[dtype]
 
     def forward(self, x: Weights) -> Weights:
-        from weightspace.graph.pyg import batch_pyg
-
-        w = {k: t[:, 0] for k, t in x.items()}
-        return self.net.stacked(batch_pyg(self.structure(next(iter(w.values())).dtype), w))
+        batch = WeightSpaceBatch(self.spec, x)
+        return self.net.stacked(batch.graph(self.structure(next(iter(x.values())).dtype)))
 
 
 class WeightEditor(nn.Module):

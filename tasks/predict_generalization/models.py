@@ -8,7 +8,7 @@ from typing import Callable
 from torch import nn
 
 from tasks.inr_classify.data import Standardize
-from weightspace.nn import FlatMLP, FourierFeatures, InvariantClassifier, StatMLP
+from weightspace.nn import FlatMLP, FourierFeatures, InvariantClassifier, StatMLP, WeightSpaceBatch
 
 from .data import GeneralizationData
 
@@ -48,11 +48,9 @@ def gmn(data: GeneralizationData) -> nn.Module:
 
 
 def graph_batches(data: GeneralizationData) -> Callable:
-    """Stacked raw weights -> one PyG batch of parameter graphs (the GMN's own encoders scale values)."""
-    from weightspace.graph.pyg import batch_pyg
-
+    """Stacked raw weights -> their parameter graphs (the GMN's own encoders scale values)."""
     structure = _structure(data)
-    return lambda w: batch_pyg(structure, w)
+    return lambda w: WeightSpaceBatch.from_stacked(structure.spec, w).graph(structure)
 
 
 CHOICES = {c.name: c for c in [

@@ -160,3 +160,29 @@ def test_random_apply_mixes_per_sample(parsed):
     out = A.RandomApply(spec, A.GaussianNoise(spec, std=0.1), p=0.5)(batch, torch.Generator().manual_seed(0))
     touched = (out["0.weight"] != batch["0.weight"]).flatten(1).any(1)
     assert 16 < int(touched.sum()) < 48
+
+
+@pytest.mark.parametrize("name", ("siren", "cnn"))
+def test_transforms_take_a_weight_space_batch_and_give_one_back(parsed, name):
+    """A one-channel `WeightSpaceBatch` goes through the same transform as its (B, *shape)
+    dict with the same draws; several channels are a named error."""
+    from weightspace.errors import ShapeMismatchError
+    from weightspace.nn import WeightSpaceBatch, metanet_spec
+
+    model, _, spec = parsed[name]
+    stacked = _stack(spec, model, 3, seed=7)
+    params = metanet_spec(spec)
+    batch = WeightSpaceBatch.from_stacked(params, stacked)
+    plain = {k: stacked[k] for k in params.entries}
+    t = A.Compose([A.RandomSymmetry(spec), A.GaussianNoise(spec, std=0.01)])
+    out = t(batch, torch.Generator().manual_seed(0))
+    ref = t(plain, torch.Generator().manual_seed(0))
+    assert isinstance(out, WeightSpaceBatch) and set(out.tensors) == set(ref)
+    assert all(torch.equal(out.tensors[k][:, 0], ref[k]) for k in ref)
+    mixed, soft = A.Mixup(spec, num_classes=4)(batch, torch.tensor([0, 1, 2]), torch.Generator().manual_seed(1))
+    ref_mixed, ref_soft = A.Mixup(spec, num_classes=4)(plain, torch.tensor([0, 1, 2]), torch.Generator().manual_seed(1))
+    assert isinstance(mixed, WeightSpaceBatch) and torch.equal(soft, ref_soft)
+    assert all(torch.equal(mixed.tensors[k][:, 0], ref_mixed[k]) for k in plain)
+    two = batch.map(lambda x: torch.cat([x, x], dim=1))
+    with pytest.raises(ShapeMismatchError, match="one channel"):
+        A.RandomSymmetry(spec)(two)

@@ -7,8 +7,8 @@ import functools
 import torch
 
 from tests.graph.cases import traced
-from weightspace.graph import flatten_values, graph_structure
-from weightspace.graph.pyg import batch_pyg
+from weightspace.graph import graph_structure
+from weightspace.nn import WeightSpaceBatch
 from weightspace.nn.gmn import GMNClassifier, GMNEquivariant, edge_widths, node_space_outputs
 
 SYMMETRY_CASES = ["mlp", "siren", "cnn_bn", "resnet_blocks", "transformer_block"]
@@ -24,8 +24,8 @@ def structure_of(name: str):
 
 
 def as_batch(structure, stacked: dict[str, torch.Tensor]):
-    """The fast PyG batch of stacked state dicts key -> (B, *shape)."""
-    return batch_pyg(structure, flatten_values(structure, stacked, batch_dims=1))
+    """The graph view (`GraphInputs`) of stacked state dicts key -> (B, *shape)."""
+    return WeightSpaceBatch.from_stacked(structure.spec, stacked).graph(structure)
 
 
 def classifier(structure, kind: str, seed: int = 0, **kwargs) -> GMNClassifier:

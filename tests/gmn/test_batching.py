@@ -1,5 +1,5 @@
-"""Heterogeneous batches give each network the outputs it gets alone; the fast
-one-architecture batch equals the collated one; the way back to state dicts is exact."""
+"""Heterogeneous batches give each network the outputs it gets alone; the graph view of
+a one-architecture batch equals the PyG export read back; the way back to state dicts is exact."""
 from __future__ import annotations
 
 import pytest
@@ -7,10 +7,11 @@ import torch
 
 from tests.gmn.cases import KINDS, as_batch, structure_of
 from weightspace.graph import ParamGraph, build_graph, flatten_values
-from weightspace.graph.pyg import collate
+from weightspace.graph.pyg import batch_pyg, collate
 from weightspace.nn.gmn import (
     GMNClassifier,
     GMNEquivariant,
+    GraphInputs,
     edge_widths,
     graph_inputs,
     stacked_state_dict,
@@ -64,6 +65,25 @@ def test_fast_batch_equals_collated_batch():
 
 
 @pytest.mark.parametrize("name", MIXED)
+def test_graph_view_equals_the_pyg_export_read_back(name):
+    """Every tensor of `WeightSpaceBatch.graph` equals `graph_inputs` of the PyG `Batch` export."""
+    spec, structure = structure_of(name)
+    stacked = random_weights(spec, torch.Generator().manual_seed(5), (3,), torch.float64)
+    fast = as_batch(structure, stacked)
+    exported = graph_inputs(batch_pyg(structure, stacked))
+    singles = [build_graph(spec, {k: v[i] for k, v in stacked.items()}, structure=structure) for i in range(3)]
+    collated = graph_inputs(collate(singles))
+    for other in (exported, collated):
+        for name_ in GraphInputs.__dataclass_fields__:
+            a, b = getattr(fast, name_), getattr(other, name_)
+            if isinstance(a, torch.Tensor):
+                assert a.dtype == b.dtype and torch.equal(a, b), name_
+        assert all(s is structure for s in other.structures) and len(other.structures) == 3
+    assert torch.equal(fast.edge_off, structure.edge_off.repeat(3) + torch.arange(3).repeat_interleave(
+        structure.num_edges) * structure.num_values)
+
+
+@pytest.mark.parametrize("name", MIXED)
 def test_unflatten_values_inverts_flatten_exactly(name):
     spec, structure = structure_of(name)
     stacked = random_weights(spec, torch.Generator().manual_seed(1), (2,), torch.float64)
@@ -83,5 +103,32 @@ def test_values_of_a_mixed_batch_split_back_to_each_state_dict():
         assert all(torch.equal(back[k], sd[k]) for k in back)
     spec, structure = structure_of("siren")
     stacked = random_weights(spec, torch.Generator().manual_seed(4), (4,), torch.float64)
-    g = graph_inputs(as_batch(structure, stacked))
+    g = as_batch(structure, stacked)
     assert all(torch.equal(v, stacked[k]) for k, v in stacked_state_dict(g, g.edge_val).items())
+
+
+def test_graph_view_needs_one_channel_and_the_structure_entries():
+    from weightspace.errors import KeyMismatchError, ShapeMismatchError
+    from weightspace.nn import WeightSpaceBatch, metanet_spec
+
+    spec, structure = structure_of("cnn_bn")
+    batch = WeightSpaceBatch.from_stacked(spec, random_weights(spec, torch.Generator().manual_seed(0), (2,), torch.float64))
+    with pytest.raises(ShapeMismatchError, match="one channel"):
+        batch.map(lambda t: torch.cat([t, t], dim=1)).graph(structure)
+    params = WeightSpaceBatch.from_stacked(metanet_spec(spec), batch.to_stacked())
+    with pytest.raises(KeyMismatchError, match="running_mean"):
+        params.graph(structure)
+
+
+def test_batch_tables_are_derived_once_per_batch_size():
+    from weightspace.graph.structure import BATCH_CACHE
+
+    spec, structure = structure_of("siren")
+    stacked = random_weights(spec, torch.Generator().manual_seed(0), (3,), torch.float64)
+    first, second = as_batch(structure, stacked), as_batch(structure, {k: v + 1 for k, v in stacked.items()})
+    assert first.edge_index is second.edge_index and first.edge_off is second.edge_off
+    assert not torch.equal(first.edge_val, second.edge_val)
+    for b in range(4, 4 + BATCH_CACHE):
+        structure.batch_tables(b)
+    assert structure.batch_tables(3)["edge_index"] is not first.edge_index  # evicted, rebuilt equal
+    assert torch.equal(structure.batch_tables(3)["edge_index"], first.edge_index)

@@ -8,6 +8,7 @@ import torch
 from torch_geometric.data import Data
 
 from tests.gmn.cases import as_batch, structure_of
+from weightspace.graph.pyg import batch_pyg
 from weightspace.nn.gmn import (
     EdgeEncoder,
     GMNClassifier,
@@ -80,7 +81,7 @@ def test_unknown_kernel_width_is_a_named_error():
 
 def test_a_batch_without_graph_meta_is_a_named_error():
     spec, structure = structure_of("mlp")
-    data = as_batch(structure, random_weights(spec, torch.Generator().manual_seed(0), (1,), torch.float64))
+    data = batch_pyg(structure, random_weights(spec, torch.Generator().manual_seed(0), (1,), torch.float64))
     bare = Data(**{k: v for k, v in data.items() if isinstance(v, torch.Tensor)})
     with pytest.raises(GMNError, match="no GraphMeta"):
         graph_inputs(bare)
@@ -99,7 +100,7 @@ def test_single_graph_data_reads_like_a_batch_of_one():
     spec, structure = structure_of("siren")
     sd = random_weights(spec, torch.Generator().manual_seed(0), (1,), torch.float64)
     batch = as_batch(structure, sd)
-    single = batch.to_data_list()[0]
+    single = batch_pyg(structure, sd).to_data_list()[0]
     torch.manual_seed(0)
     model = GMNClassifier(2, hidden=8, layers=1).double()
     torch.testing.assert_close(model(single), model(batch), rtol=1e-10, atol=1e-12)

@@ -10,7 +10,7 @@ import torch
 from tests.gmn.cases import as_batch, classifier, readout_fn, structure_of
 from tests.graph.cases import traced
 from weightspace.graph import flatten_values
-from weightspace.nn.gmn import GMNError, ProbeFeatures, graph_inputs
+from weightspace.nn.gmn import GMNError, ProbeFeatures
 from weightspace.testing import assert_invariant, assert_negative_control, random_weights
 
 INPUT_SHAPES = {"mlp": (5,), "siren": (2,), "cnn_bn": (3, 8, 8)}
@@ -58,7 +58,7 @@ def test_classifier_with_probes_is_invariant(name):
 def test_probes_skip_graphs_of_other_architectures():
     probes = _probes("siren")
     spec, structure = structure_of("mlp")
-    g = graph_inputs(as_batch(structure, random_weights(spec, torch.Generator().manual_seed(0), (2,), torch.float64)))
+    g = as_batch(structure, random_weights(spec, torch.Generator().manual_seed(0), (2,), torch.float64))
     assert torch.equal(probes(g), torch.zeros(g.num_nodes, 16, dtype=torch.float64))
 
 
@@ -75,7 +75,7 @@ def test_probe_readings_are_the_network_outputs_and_invariant(name):
     _, structure = structure_of(name)
     probes = _probes(name)
     stacked = random_weights(spec, torch.Generator().manual_seed(3), (2,), torch.float64)
-    _, readings = probes.read(graph_inputs(as_batch(structure, stacked)))
+    _, readings = probes.read(as_batch(structure, stacked))
     assert readings.shape == (2, probes.reading_size) and probes.reading_size > 0
     for b in range(2):
         net = copy.deepcopy(model).double().eval()

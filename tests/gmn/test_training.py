@@ -15,8 +15,7 @@ import torch.nn.functional as F
 
 from weightspace.examples import siren
 from weightspace.graph import flatten_values, graph_structure
-from weightspace.graph.pyg import batch_pyg
-from weightspace.nn.gmn import GMNClassifier, ProbeFeatures
+from weightspace.nn.gmn import GMNClassifier, GraphInputs, ProbeFeatures
 from zoo.dataset import Zoo
 from zoo.inr_zoo import InrRecipe, build_inr_zoo
 
@@ -49,7 +48,7 @@ def _fit(model, structure, values, labels, epochs: int, batch: int, lr: float) -
         order = torch.randperm(values.shape[0], generator=gen)
         for i in range(0, len(order), batch):
             idx = order[i : i + batch]
-            loss = F.cross_entropy(model(batch_pyg(structure, values[idx])), labels[idx])
+            loss = F.cross_entropy(model(GraphInputs.from_values(structure, values[idx])), labels[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -58,7 +57,7 @@ def _fit(model, structure, values, labels, epochs: int, batch: int, lr: float) -
 
 def _accuracy(model, structure, values, labels) -> float:
     with torch.no_grad():
-        return float((model(batch_pyg(structure, values)).argmax(1) == labels).float().mean())
+        return float((model(GraphInputs.from_values(structure, values)).argmax(1) == labels).float().mean())
 
 
 def test_classifier_with_probes_generalizes_on_a_digits_zoo(digits_zoo):

@@ -8,7 +8,7 @@ import warnings
 import torch
 
 from tests.parser.architectures import CATALOG, by_name
-from weightspace.graph import ParamGraph, bucket, build_graph
+from weightspace.graph import ParamGraph, build_graph, edge_buckets
 from weightspace.parser import parse_model
 
 NAMES = [a.name for a in CATALOG]
@@ -41,9 +41,8 @@ def edge_multiset(graph: ParamGraph, sigma: torch.Tensor | None = None) -> list[
     ends = st.edge_index if sigma is None else sigma[st.edge_index]
     widest = int(st.edge_width.max()) if st.num_edges else 0
     feats = torch.full((st.num_edges, widest), float("nan"), dtype=torch.float64)
-    for w in st.edge_width.unique().tolist():
-        ids, vals = bucket(graph.values, st.edge_width, st.edge_off, w)
-        feats[ids, :w] = vals.double()
+    for w, ids, where in edge_buckets(st.edge_width, st.edge_off):
+        feats[ids, :w] = graph.values[where].double()
     cols = [ends.T, st.edge_type[:, None], st.edge_layer[:, None], st.edge_width[:, None], st.edge_shape]
     rows = torch.cat([c.double() for c in cols] + [feats.nan_to_num(float("inf"))], dim=1)
     return sorted(map(tuple, rows.tolist()))

@@ -1,5 +1,5 @@
-"""PyG export: heterogeneous batches collate and split back exactly; the fast batch
-of one architecture equals Batch.from_data_list."""
+"""PyG export: heterogeneous batches collate and split back exactly; the batch of one
+architecture from stacked weights equals Batch.from_data_list of each network."""
 from __future__ import annotations
 
 import torch
@@ -52,7 +52,7 @@ def test_kernel_buckets_of_a_batch_match_each_graph():
     assert scalars.shape == (int((edge_attr(batch, "width") == 1).sum()), 1)
 
 
-def test_fast_batch_equals_from_data_list_and_splits_back():
+def test_stacked_batch_equals_from_data_list_and_splits_back():
     model, spec, roles = traced("siren")
     structure = build_graph(spec, model.state_dict(), roles).structure
     stacked = random_weights(spec, torch.Generator().manual_seed(0), batch_shape=(5,))
@@ -68,7 +68,7 @@ def test_fast_batch_equals_from_data_list_and_splits_back():
         assert all(torch.equal(back[k], sd[k]) for k in sd)
 
 
-def test_fast_batch_with_buffers_and_kernels():
+def test_stacked_batch_with_buffers_and_kernels():
     model, spec, roles = traced("cnn_bn")
     structure = build_graph(spec, model.state_dict(), roles).structure
     stacked = random_weights(spec, torch.Generator().manual_seed(1), batch_shape=(3,))

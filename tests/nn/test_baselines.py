@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from weightspace.examples import build
-from weightspace.nn import Augmented, FlatMLP, PermutationAugment, StatFeatures, StatMLP, WeightSpaceBatch
+from weightspace.augment import RandomSymmetry
+from weightspace.nn import FlatMLP, StatFeatures, StatMLP, WeightSpaceBatch
 from weightspace.testing import assert_invariant, random_weights
 
 from .specs import PARSED, parsed
@@ -39,28 +40,27 @@ def test_stat_features_values():
 
 
 def test_augmentation_keeps_the_function_and_changes_the_weights():
+    """The "MLP + augmentation" baseline's augmentation: `RandomSymmetry` on a `WeightSpaceBatch`."""
     model, (inputs,) = build("siren")
     spec = parsed("siren")
     sd = {k: v.detach() for k, v in model.state_dict().items()}
     batch = WeightSpaceBatch.from_state_dicts(spec, [sd, sd])
-    aug = PermutationAugment(spec, extra=True, generator=torch.Generator().manual_seed(0)).train()
-    moved = WeightSpaceBatch(spec, aug(batch)).to_state_dicts()
+    out = RandomSymmetry(spec, signs=True)(batch, torch.Generator().manual_seed(0))
+    assert isinstance(out, WeightSpaceBatch) and out.channels == 1
+    moved = out.to_state_dicts()
     reference = model(inputs)
     for new in moved:
         assert not torch.equal(new["2.weight"], sd["2.weight"])
         model.load_state_dict(new)
         assert torch.allclose(model(inputs), reference, atol=1e-5)
     assert not torch.equal(moved[0]["2.weight"], moved[1]["2.weight"])  # one element per sample
-    assert aug.eval()(batch) == batch.tensors
 
 
-def test_augmented_wrapper_train_vs_eval():
+def test_augmented_batches_change_a_flat_mlp_output():
     spec = parsed("mlp")
     torch.manual_seed(0)
-    model = Augmented(FlatMLP(spec, 3, (16,)), spec, generator=torch.Generator().manual_seed(1))
+    model = FlatMLP(spec, 3, (16,)).eval()
     batch = WeightSpaceBatch.from_stacked(spec, random_weights(spec, torch.Generator().manual_seed(0), (4,)))
-    model.eval()
-    a, b = model(batch), model(batch)
-    assert torch.equal(a, b)
-    model.train()
-    assert not torch.allclose(model(batch), a)
+    moved = RandomSymmetry(spec)(batch, torch.Generator().manual_seed(1))
+    assert torch.equal(model(batch), model(batch))
+    assert not torch.allclose(model(moved), model(batch))

@@ -1,4 +1,5 @@
-"""FourierFeatures: exact values, channel count, and equivariance in front of a UNF stack."""
+"""FourierFeatures: exact values of both parametrizations, channel count, and equivariance
+in front of a UNF stack."""
 from __future__ import annotations
 
 import math
@@ -33,4 +34,16 @@ def test_equivariant_and_invariant_models_with_fourier_inputs():
 def test_learnable_frequencies_get_gradients():
     enc = FourierFeatures(learnable=True)
     enc({"w": torch.randn(2, 1, 3, 4)})["w"].sum().backward()
-    assert enc.frequencies.grad is not None and bool((enc.frequencies.grad != 0).any())
+    assert enc.freqs.grad is not None and bool((enc.freqs.grad != 0).any())
+
+
+def test_gaussian_features_of_kernels():
+    """Random features of w values per row: [x, sin(2π x Bᵀ), cos(2π x Bᵀ)], B fixed by the seed."""
+    enc = FourierFeatures.gaussian(9, num_freqs=4, scale=2.0, seed=0)
+    gen = torch.Generator().manual_seed(9)
+    b = torch.randn(4, 9, generator=gen) * 2.0
+    x = torch.randn(5, 9)
+    angles = 2 * math.pi * x @ b.T
+    assert torch.equal(enc.freqs, b) and enc.out_features == 9 + 8
+    assert torch.equal(enc(x), torch.cat([x, torch.sin(angles), torch.cos(angles)], dim=1))
+    assert "freqs" in enc.state_dict() and "freqs" not in FourierFeatures().state_dict()

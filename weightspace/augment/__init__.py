@@ -1,5 +1,6 @@
 """Weight-space augmentation: composable transforms on state dicts (one sample, or a
-batch with a leading dim), each declaring whether it preserves the function.
+batch with a leading dim) and on one-channel `weightspace.nn.WeightSpaceBatch`es (given
+back as one), each declaring whether it preserves the function.
 
     from weightspace import augment as A
     t = A.Compose([A.RandomSymmetry(spec), A.SirenBiasShift(spec, omega0=30),

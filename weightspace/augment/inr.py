@@ -13,6 +13,7 @@ from typing import Sequence
 
 import torch
 
+from ..errors import SpecError
 from ..spec import WeightSpec
 from .base import StateDict, Transform, batch_shape
 
@@ -31,7 +32,7 @@ def first_layer(spec: WeightSpec, dims: int | None = None) -> tuple[str, str | N
     ]
     if len(candidates) != 1:
         found = [e.key for e in candidates]
-        raise ValueError(f"cannot tell the INR's first layer from the spec (candidates: {found}); "
+        raise SpecError(f"cannot tell the INR's first layer from the spec (candidates: {found}); "
                          "pass weight_key/bias_key")
     weight = candidates[0]
     groups = {f.group for f in weight.axes[0]}
@@ -52,7 +53,7 @@ def apply_input_map(sd: StateDict, A: torch.Tensor, t: torch.Tensor, weight_key:
         shift = (W @ t.unsqueeze(-1)).squeeze(-1)
         out[bias_key] = sd[bias_key] + shift
     elif bool((t != 0).any()):
-        raise ValueError(f"{weight_key} has no bias: the INR cannot be translated in weight space")
+        raise SpecError(f"{weight_key} has no bias: the INR cannot be translated in weight space")
     return out
 
 
@@ -85,9 +86,9 @@ class RandomInputAffine(Transform):
             self.bias_key = self.bias_key or found_bias
         self.dims = self.spec.entry(self.weight_key).shape[1]
         if self.degrees and self.dims != 2:
-            raise ValueError(f"rotation needs 2-D coordinates; {self.weight_key} reads {self.dims}")
+            raise SpecError(f"rotation needs 2-D coordinates; {self.weight_key} reads {self.dims}")
         if any(not 0 <= a < self.dims for a in self.flip):
-            raise ValueError(f"flip axes {tuple(self.flip)} out of range for {self.dims}-D coordinates")
+            raise SpecError(f"flip axes {tuple(self.flip)} out of range for {self.dims}-D coordinates")
 
     def sample(self, lead: tuple[int, ...], generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The content maps (M, δ) per sample: x -> M x + δ."""
@@ -110,7 +111,7 @@ class RandomInputAffine(Transform):
             M = M @ torch.diag_embed(mirror)
         return M, delta
 
-    def __call__(self, sd: StateDict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def apply(self, sd: StateDict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         lead = batch_shape(self.spec, sd)
         M, delta = self.sample(lead, generator)
         A = torch.linalg.inv(M)

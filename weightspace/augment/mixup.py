@@ -8,8 +8,9 @@ from typing import Literal
 import numpy as np
 import torch
 
+from ..errors import ShapeMismatchError, SpecError
 from ..spec import WeightSpec
-from .base import StateDict, batch_shape
+from .base import StateDict, as_stacked, batch_shape, like
 
 MODES = ("plain", "permuted", "aligned")
 
@@ -33,13 +34,15 @@ class Mixup:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(f"mixup mode {self.mode!r}: expected one of {MODES}")
+            raise SpecError(f"mixup mode {self.mode!r}: expected one of {MODES}")
 
     def partners(self, sd: StateDict, generator: torch.Generator | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Partner indices and the partner batch, prepared according to `mode`."""
         (n,) = batch_shape(self.spec, sd) or (None,)
         if n is None:
-            raise ValueError("mixup needs a batch: tensors shaped (B, *entry shape)")
+            key = next(iter(sd))
+            raise ShapeMismatchError(key, ("B", *self.spec.entry(key).shape), tuple(sd[key].shape),
+                                     where="mixup needs a batch")
         index = torch.randperm(n, generator=generator)
         partner = {k: t[index.to(t.device)] for k, t in sd.items()}
         if self.mode == "permuted":
@@ -53,8 +56,14 @@ class Mixup:
             partner = self.spec.apply(partner, g, batch_dims=1)
         return index, partner
 
-    def __call__(self, sd: StateDict, labels: torch.Tensor, generator: torch.Generator | None = None):
-        """(mixed state dict, soft labels of shape (B, num_classes))."""
+    def __call__(self, x, labels: torch.Tensor, generator: torch.Generator | None = None):
+        """(mixed batch, soft labels of shape (B, num_classes)) of a stacked state dict or a
+        one-channel `WeightSpaceBatch` (returned as the same kind)."""
+        mixed, soft = self.mix(as_stacked(x), labels, generator)
+        return like(x, mixed), soft
+
+    def mix(self, sd: StateDict, labels: torch.Tensor, generator: torch.Generator | None = None):
+        """`__call__` on a stacked state dict (B, *shape)."""
         index, partner = self.partners(sd, generator)
         n = index.numel()
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))

@@ -8,6 +8,7 @@ from typing import Sequence
 
 import torch
 
+from ..errors import KeyMismatchError
 from ..spec import WeightSpec
 from .base import StateDict, Transform, batch_shape
 
@@ -17,7 +18,7 @@ def _targets(spec: WeightSpec, sd: StateDict, keys: Sequence[str] | None, min_di
     if keys is not None:
         missing = [k for k in keys if k not in sd]
         if missing:
-            raise KeyError(f"keys {missing} are not in the state dict")
+            raise KeyMismatchError(missing, [], where="perturbation keys")
         return list(keys)
     return [k for k in sd if not spec.entry(k).buffer and len(spec.entry(k).shape) >= min_dim]
 
@@ -48,7 +49,7 @@ class GaussianNoise(Transform):
 
     preserves_function = False
 
-    def __call__(self, sd: StateDict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def apply(self, sd: StateDict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         lead = batch_shape(self.spec, sd)
         out = dict(sd)
         for key in _targets(self.spec, sd, self.keys, self.min_dim):
@@ -70,7 +71,7 @@ class WeightDropout(Transform):
 
     preserves_function = False
 
-    def __call__(self, sd: StateDict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def apply(self, sd: StateDict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         batch_shape(self.spec, sd)
         out = dict(sd)
         for key in _targets(self.spec, sd, self.keys, self.min_dim):
@@ -92,7 +93,7 @@ class MagnitudePruning(Transform):
 
     preserves_function = False
 
-    def __call__(self, sd: StateDict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def apply(self, sd: StateDict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         lead = batch_shape(self.spec, sd)
         lo, hi = self.fraction
         frac = lo + (hi - lo) * torch.rand(lead or (1,), generator=generator, dtype=torch.float64)

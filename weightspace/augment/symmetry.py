@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from ..errors import SpecError
 from ..spec import GroupElement, WeightSpec
 from .base import StateDict, Transform, batch_shape
 
@@ -29,7 +30,7 @@ class RandomSymmetry(Transform):
 
     preserves_function = True
 
-    def __call__(self, sd: StateDict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def apply(self, sd: StateDict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         lead = batch_shape(self.spec, sd)
         g = self.spec.random_element(generator, extra=self.signs or self.scales, batch_shape=lead,
                                      scale_range=self.scale_range)
@@ -64,13 +65,13 @@ class SirenBiasShift(Transform):
             if len(biases) == 1 and outgoing:
                 self._plans.append((name, biases[0], outgoing))
         if not self._plans:
-            raise ValueError("SirenBiasShift: the spec has no sign-symmetric group with one bias and outgoing weights")
+            raise SpecError("SirenBiasShift: the spec has no sign-symmetric group with one bias and outgoing weights")
         groups = dict(self.spec.groups)
         for name, _, outgoing in self._plans:
             groups[name] = replace(groups[name], extra=("sign",), extra_action=outgoing)
         self._outgoing_only = replace(self.spec, groups=groups)
 
-    def __call__(self, sd: StateDict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def apply(self, sd: StateDict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         lead = batch_shape(self.spec, sd)
         signs, shifts = {}, {}
         for name, bias, _ in self._plans:

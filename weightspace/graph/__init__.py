@@ -8,8 +8,8 @@ PyG export lives in `weightspace.graph.pyg` (needs torch_geometric), networkx in
 from ..errors import GraphError
 from .build import (
     ParamGraph,
-    bucket,
     build_graph,
+    edge_buckets,
     flatten_values,
     from_module,
     from_parsed,
@@ -27,8 +27,8 @@ __all__ = [
     "GraphStructure",
     "NodeSpace",
     "ParamGraph",
-    "bucket",
     "build_graph",
+    "edge_buckets",
     "flatten_values",
     "from_module",
     "from_parsed",

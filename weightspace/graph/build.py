@@ -14,7 +14,7 @@ relabeling induced by a spec group element.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Mapping
+from typing import Iterable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -59,17 +59,27 @@ class ParamGraph:
 
     def edge_values(self, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The bucket of edges carrying `width` values: (edge ids, (E_w, width) values)."""
-        return bucket(self.values, self.structure.edge_width, self.structure.edge_off, width)
+        _, ids, where = next(edge_buckets(self.structure.edge_width, self.structure.edge_off, (width,)))
+        return ids, self.values[where]
 
     def __repr__(self) -> str:
         return f"ParamGraph({self.num_nodes} nodes, {self.num_edges} edges, {self.values.numel()} values)"
 
 
-def bucket(values: torch.Tensor, edge_width: torch.Tensor, edge_off: torch.Tensor, width: int):
-    """Edges of one width and their values gathered as a dense (E_w, width) matrix."""
-    ids = torch.nonzero(edge_width == width).flatten()
-    index = edge_off[ids, None] + torch.arange(width, device=edge_off.device)
-    return ids, values[index]
+def edge_buckets(
+    edge_width: torch.Tensor, edge_off: torch.Tensor, widths: Iterable[int] | None = None
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """Edges grouped by how many values they carry, so kernels of each size are read densely.
+
+    Per width w (`widths`, default every positive width in `edge_width`): (w, edge ids (n,),
+    the positions (n, w) of their values in the flat value vector). The one bucketing of
+    graphs, graph batches, the GMN encoders and heads and the graph learned optimizer.
+    """
+    if widths is None:
+        widths = [w for w in torch.unique(edge_width).tolist() if w > 0]
+    for w in widths:
+        ids = torch.nonzero(edge_width == w).flatten()
+        yield int(w), ids, edge_off[ids, None] + torch.arange(w, device=edge_off.device)
 
 
 def _dtypes(state_dict: Mapping[str, torch.Tensor], spec: WeightSpec) -> dict[str, torch.dtype]:

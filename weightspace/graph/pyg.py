@@ -1,5 +1,5 @@
-"""PyTorch Geometric export: one `Data` per network, and a fast batch for many
-networks of one architecture.
+"""PyTorch Geometric export: one `Data` per network and `Batch`es of them, for users'
+PyG pipelines (the graph metanetworks read `weightspace.nn.WeightSpaceBatch.graph`).
 
 Attributes of a `ParamGraphData` (N nodes, E edges, C edge classes, V values):
     node_type, node_layer, node_pos   (N,)     see `weightspace.graph.vocab`
@@ -13,6 +13,7 @@ stored once per class; `edge_class` is incremented by C when batching (as
 `edge_index` by N). Edge e carries `edge_val[off[e] : off[e] + width[e]]` with
 `width = class_width[edge_class]` and `off` its exclusive cumulative sum (also across
 a batch), so kernels of every size stay unpadded: `edge_bucket` gathers one width.
+Batches are built with PyG's own `Batch.from_data_list`.
 """
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
         "weightspace.graph.pyg needs torch_geometric: pip install 'weightspace[graph]' (or torch-geometric)"
     ) from err
 
-from .build import ParamGraph, flatten_values, to_state_dict
 from ..errors import GraphError
+from .build import ParamGraph, edge_buckets, flatten_values, to_state_dict
 from .structure import GraphStructure
 
 NODE_ATTRS = ("node_type", "node_layer", "node_pos")
@@ -59,18 +60,29 @@ def edge_attr(data: Data, name: str) -> torch.Tensor:
     return getattr(data, f"class_{name}")[data.edge_class]
 
 
+def graph_metas(data: Data) -> list[GraphMeta]:
+    """The `GraphMeta` of each graph of a `ParamGraphData` or a `Batch` of them."""
+    meta = getattr(data, "meta", None)
+    metas = [meta] if isinstance(meta, GraphMeta) else list(meta) if isinstance(meta, (list, tuple)) else []
+    if not metas or not all(isinstance(m, GraphMeta) for m in metas):
+        raise GraphError("the graph batch carries no GraphMeta: build it with to_pyg, collate or batch_pyg")
+    return metas
+
+
 def edge_offsets(data: Data) -> torch.Tensor:
-    """Start of each edge's values in `edge_val` (works on single graphs and batches)."""
-    width = edge_attr(data, "width")
-    return torch.cumsum(width, 0) - width
+    """Start of each edge's values in `edge_val` (single graphs and batches): each graph's
+    cached `GraphStructure.edge_off`, shifted by the values of the graphs before it."""
+    parts, start = [], 0
+    for m in graph_metas(data):
+        parts.append(m.structure.edge_off.to(data.edge_val.device) + start)
+        start += m.structure.num_values
+    return torch.cat(parts)
 
 
 def edge_bucket(data: Data, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Edges carrying `width` values: (edge ids, (E_w, width) values), e.g. 3x3 kernels at width 9."""
-    widths = edge_attr(data, "width")
-    ids = torch.nonzero(widths == width).flatten()
-    start = (torch.cumsum(widths, 0) - widths)[ids]
-    return ids, data.edge_val[start[:, None] + torch.arange(width, device=start.device)]
+    _, ids, where = next(edge_buckets(edge_attr(data, "width"), edge_offsets(data), (width,)))
+    return ids, data.edge_val[where]
 
 
 def _structure_attrs(st: GraphStructure) -> dict:
@@ -102,26 +114,16 @@ def pyg_to_state_dict(data: Data) -> dict[str, torch.Tensor]:
     return to_state_dict(from_pyg(data))
 
 
-def _tile(t: torch.Tensor, b: int, step: int = 0) -> torch.Tensor:
-    """b copies of `t` along dim 0 (last dim for edge_index), copy i shifted by i*step."""
-    if step:
-        shift = torch.arange(b) * step
-        if t.dim() == 2 and t.shape[0] == 2:
-            return (t[:, None, :] + shift[None, :, None]).reshape(2, -1)
-        return (t[None] + shift[:, None]).reshape(-1)
-    return t.expand(b, *t.shape).reshape(b * t.shape[0], *t.shape[1:])
-
-
 def batch_pyg(
     structure: GraphStructure,
     state_dicts: Mapping[str, torch.Tensor] | torch.Tensor,
 ) -> Batch:
-    """One `Batch` of B networks sharing `structure`, built with tensor ops.
+    """One `Batch` of B networks sharing `structure` (`Batch.from_data_list`; structure
+    tensors are shared by its graphs, not copied).
 
     state_dicts: stacked weights (every entry with a leading batch dim B, as zoo
-    shards store them) or an already flattened (B, V) value matrix. Equal to
-    `Batch.from_data_list([to_pyg(...) for each network])`, including
-    `to_data_list()` / `get_example(i)`. Non-float extras are not carried here.
+    shards store them) or an already flattened (B, V) value matrix. Non-float extras
+    are not carried here.
     """
     if isinstance(state_dicts, torch.Tensor):
         values = state_dicts
@@ -130,28 +132,14 @@ def batch_pyg(
         values = flatten_values(structure, state_dicts, batch_dims=1)
     if values.dim() != 2 or values.shape[1] != structure.num_values:
         raise GraphError(f"values of shape {tuple(values.shape)}; expected (B, {structure.num_values})")
-    b, n, e, v = values.shape[0], structure.num_nodes, structure.num_edges, structure.num_values
-    c = structure.class_type.shape[0]
-    attrs = {name: _tile(getattr(structure, name), b) for name in NODE_ATTRS + CLASS_ATTRS}
-    attrs["edge_index"] = _tile(structure.edge_index, b, n)
-    attrs["edge_class"] = _tile(structure.edge_class, b, c)
-    attrs["edge_val"] = values.reshape(-1)
-    batch = Batch(_base_cls=ParamGraphData, **attrs)
-    graphs = torch.arange(b)
-    batch.batch = graphs.repeat_interleave(n)
-    batch.ptr = graphs.new_tensor(range(0, (b + 1) * n, n)) if b else torch.zeros(1, dtype=torch.long)
-    batch.num_nodes = b * n
-    batch.meta = [GraphMeta(structure, {}, {})] * b
-    steps = {name: n for name in NODE_ATTRS} | {name: c for name in CLASS_ATTRS}
-    steps |= {"edge_index": e, "edge_class": e, "edge_val": v}
-    slices = {name: torch.arange(b + 1) * step for name, step in steps.items()}
-    slices["meta"] = torch.arange(b + 1)
-    incs: dict = {name: torch.zeros(b, dtype=torch.long) for name in steps}
-    incs["edge_index"] = graphs * n
-    incs["edge_class"] = graphs * c
-    incs["meta"] = None
-    batch._slice_dict, batch._inc_dict, batch._num_graphs = slices, incs, b
-    return batch
+    attrs = _structure_attrs(structure)
+    meta = GraphMeta(structure, {}, {})
+    graphs = []
+    for row in values:
+        data = ParamGraphData(**attrs, edge_val=row, num_nodes=structure.num_nodes)
+        data.meta = meta
+        graphs.append(data)
+    return Batch.from_data_list(graphs)
 
 
 def collate(graphs: Sequence[ParamGraph]) -> Batch:

@@ -28,6 +28,8 @@ order, so `edge_off` is the exclusive cumulative sum of `edge_width`.
 All edges of one entry share type, layer, width and kernel shape: besides the
 per-edge tensors the structure holds them once per *edge class* (`class_*` tables)
 and `edge_class` (E,) indexes them; the PyG export stores only that index per edge.
+The tables of a batch of B networks (`batch_tables`) are derived once per batch size and
+device and shared by every batch of that size.
 
 Accounting: every element of every floating-point entry is carried by exactly one
 edge, so `edge_width[not member].sum()` equals the number of floating-point
@@ -42,17 +44,19 @@ weight, ...), layer, width and the shape of its feature slice (the kernel size).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from math import prod
 from typing import Mapping
 
 import torch
 
+from ..errors import KeyMismatchError
 from ..parser.roles import Role
 from ..spec import Factor, WeightSpec
 from .vocab import EDGE_TYPE, NODE_TYPE, vector_type, weight_type
 
 KERNEL_DIMS = 3
+BATCH_CACHE = 4
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,7 @@ class GraphStructure:
     class_layer: torch.Tensor
     class_width: torch.Tensor
     class_shape: torch.Tensor
+    _batches: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def num_edges(self) -> int:
@@ -119,7 +124,47 @@ class GraphStructure:
         for e in self.entries:
             if e.key == key:
                 return e
-        raise KeyError(key)
+        raise KeyMismatchError([key], [], where="GraphStructure.entry")
+
+    def batch_tables(self, b: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        """The tables of b graphs of this structure, graph after graph (read-only, cached).
+
+        node_type, node_layer, node_pos, node_graph (b·N,); edge_index (2, b·E) and
+        edge_class (b·E,) shifted by N and C per graph; class_* (b·C, ...); edge_width and
+        edge_off (b·E,), offsets shifted by V; node_ptr, value_ptr (b + 1,). The last
+        `BATCH_CACHE` (b, device) pairs are kept, so a training loop derives them once.
+        """
+        key = (int(b), torch.device(device))
+        hit = self._batches.pop(key, None)
+        if hit is None:
+            hit = self._tile(*key)
+            while len(self._batches) >= BATCH_CACHE:
+                self._batches.pop(next(iter(self._batches)))
+        self._batches[key] = hit
+        return hit
+
+    def _tile(self, b: int, device: torch.device) -> dict[str, torch.Tensor]:
+        n, c, v = self.num_nodes, self.class_type.shape[0], self.num_values
+        graphs = torch.arange(b, device=device)
+
+        def tile(t: torch.Tensor, step: int = 0) -> torch.Tensor:
+            t = t.to(device).expand(b, *t.shape)
+            if step:
+                t = t + (graphs * step).view(b, *([1] * (t.dim() - 1)))
+            return t.reshape(b * t.shape[1], *t.shape[2:])
+
+        tables = {name: tile(getattr(self, name)) for name in ("node_type", "node_layer", "node_pos", "class_type",
+                                                               "class_layer", "class_width", "class_shape",
+                                                               "edge_width")}
+        return {
+            **tables,
+            "node_graph": graphs.repeat_interleave(n),
+            "edge_index": (self.edge_index.to(device)[:, None, :] + (graphs * n)[None, :, None]).reshape(2, -1),
+            "edge_class": tile(self.edge_class, c),
+            "edge_off": tile(self.edge_off, v),
+            "node_ptr": torch.arange(b + 1, device=device) * n,
+            "value_ptr": torch.arange(b + 1, device=device) * v,
+        }
 
     def __repr__(self) -> str:
         return f"GraphStructure({self.num_nodes} nodes, {self.num_edges} edges, {self.num_values} values)"

@@ -25,9 +25,8 @@ import torch
 from torch import nn
 
 from ..graph import GraphStructure, graph_structure
-from ..graph.pyg import batch_pyg
 from ..graph.vocab import EDGE_TYPES
-from ..nn.gmn import EdgeHead, EdgeMPNNLayer, GraphInputs, NodeEncoder, graph_inputs, sinusoidal, unflatten_values
+from ..nn.gmn import EdgeHead, EdgeMPNNLayer, GraphInputs, NodeEncoder, sinusoidal, unflatten_values
 from ..spec import WeightSpec
 from ..errors import ConfigError, LoptError
 from .nets import Features, MetaNet, _check_channels
@@ -135,8 +134,7 @@ class GraphMetaNet(MetaNet):
                     "differ; pass the spec restricted to the optimized parameters (prepare_spec)"
                 )
             structure = graph_structure(spec, dtypes={k: dtype for k in spec.entries})
-            data = batch_pyg(structure, torch.zeros(batch, structure.num_values, dtype=dtype))
-            hit = (spec, structure, graph_inputs(data))
+            hit = (spec, structure, GraphInputs.from_values(structure, torch.zeros(batch, structure.num_values, dtype=dtype)))
             self._graphs[cache_key] = hit
         return hit[1], hit[2]
 

@@ -10,10 +10,11 @@ Layers (equivariant linear maps, features `key -> (B, C, *shape)`):
 `NPLinear`/`HNPLinear` (NFN, Zhou et al. 2023; MLP/CNN chains) and `UNFLinear`
 (Universal Neural Functionals, Zhou et al. 2024; any spec). Invariant pooling:
 `NPPool`, `HNPPool`, `UNFPool`. Models: `EquivariantNetwork`, `InvariantClassifier`.
-Input encoding: `FourierFeatures` (elementwise, so symmetry-neutral).
-Baselines: `FlatMLP`, `StatMLP`, `PermutationAugment`/`Augmented`.
+Input encoding: `FourierFeatures` (octaves elementwise, so symmetry-neutral; Gaussian
+per graph edge for the GMNs). Baselines: `FlatMLP`, `StatMLP` (augmentation:
+`weightspace.augment.RandomSymmetry`).
 """
-from .baselines import Augmented, FlatMLP, PermutationAugment, StatFeatures, StatMLP
+from .baselines import FlatMLP, StatFeatures, StatMLP
 from .batch import WeightSpaceBatch, metanet_spec
 from .chain import ChainLayer, ChainLayout, np_spec
 from .fourier import FourierFeatures
@@ -23,7 +24,6 @@ from .unf import UNFCodec, UNFLinear, UNFPool
 from .unf_basis import Term, UNFBasis, bell, enumerate_terms, set_partitions
 
 __all__ = [
-    "Augmented",
     "ChainCodec",
     "ChainLayer",
     "ChainLayout",
@@ -35,7 +35,6 @@ __all__ = [
     "InvariantClassifier",
     "NPLinear",
     "NPPool",
-    "PermutationAugment",
     "StatFeatures",
     "StatMLP",
     "Term",

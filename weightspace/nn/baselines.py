@@ -6,8 +6,9 @@
   every entry — then an MLP (Unterthiner et al., *Predicting Neural Network Accuracy
   from Weights*). Invariant to any permutation of each tensor's elements, so it is
   invariant to the spec's group but also blind to how tensors connect.
-- `PermutationAugment`: random elements of the spec's group applied per sample in
-  training mode (the "MLP + augmentation" baseline when wrapped around `FlatMLP`).
+
+The "MLP + augmentation" baseline is `FlatMLP` trained on batches passed through
+`weightspace.augment.RandomSymmetry`.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from ..spec import GroupElement, WeightSpec
+from ..spec import WeightSpec
 from .batch import as_features, check_features
 from .models import mlp
 
@@ -96,43 +97,3 @@ class StatMLP(nn.Module):
 
     def forward(self, x) -> torch.Tensor:
         return self.net(self.norm(self.features(x)))
-
-
-class PermutationAugment(nn.Module):
-    """In training mode, apply an independent random element of `spec`'s group to every sample.
-
-    Args:
-        spec: the group; extra: also draw its sign/scale symmetries; generator: randomness.
-
-    Shapes: `key -> (B, C, *shape)` in and out (the identity in eval mode).
-    """
-
-    def __init__(self, spec: WeightSpec, extra: bool = False, generator: torch.Generator | None = None):
-        super().__init__()
-        self.spec, self.extra, self.generator = spec, extra, generator
-
-    def forward(self, x) -> dict[str, torch.Tensor]:
-        x = as_features(x)
-        if not self.training:
-            return x
-        batch = check_features(self.spec, x, None, "PermutationAugment input")
-        g = self.spec.random_element(self.generator, extra=self.extra, batch_shape=(batch, 1))
-        device = next(iter(x.values())).device
-        g = GroupElement(
-            {k: p.to(device) for k, p in g.perms.items()},
-            {k: m.to(device) for k, m in g.signs.items()},
-            {k: m.to(device) for k, m in g.scales.items()},
-        )
-        return self.spec.apply(x, g, batch_dims=2)
-
-
-class Augmented(nn.Module):
-    """`model` applied after `PermutationAugment(spec)`: the augmented-baseline wrapper."""
-
-    def __init__(self, model: nn.Module, spec: WeightSpec, extra: bool = False, generator: torch.Generator | None = None):
-        super().__init__()
-        self.augment = PermutationAugment(spec, extra, generator)
-        self.model = model
-
-    def forward(self, x) -> torch.Tensor:
-        return self.model(self.augment(x))

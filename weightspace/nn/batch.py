@@ -1,19 +1,24 @@
 """`WeightSpaceBatch`: many weight-space points of one spec, channels first.
 
-Every metanetwork layer reads and writes a plain dict `key -> (B, C, *entry.shape)`;
-this type builds such dicts from state dicts or stacked zoo samples, checks them
-against the spec and turns per-entry outputs back into state dicts (for weight
-editing and learned optimizers).
+The one batch type of the library. Every metanetwork layer reads and writes a plain
+dict `key -> (B, C, *entry.shape)`; this type builds such dicts from state dicts or
+stacked zoo samples `(B, *shape)`, checks them against the spec, gives the graph
+metanetworks their inputs (`graph`), is what the augmentations transform, and turns
+per-entry outputs back into state dicts (for weight editing and learned optimizers).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import torch
 
 from ..errors import KeyMismatchError, ShapeMismatchError, SpecError
 from ..spec import GroupElement, WeightSpec
+
+if TYPE_CHECKING:
+    from ..graph.structure import GraphStructure
+    from .gmn.inputs import GraphInputs
 
 
 def metanet_spec(spec: WeightSpec, include_buffers: bool = False, keys: Iterable[str] | None = None) -> WeightSpec:
@@ -142,6 +147,23 @@ class WeightSpaceBatch:
         if batched:
             g = g.unsqueeze(-1)
         return WeightSpaceBatch(self.spec, self.spec.apply(self.tensors, g, batch_dims=2))
+
+    def graph(self, structure: "GraphStructure") -> "GraphInputs":
+        """The batch as B parameter graphs of `structure` (one channel): the tensors the
+        graph metanetworks read, built from the structure's tables without a PyG object."""
+        from ..graph.build import flatten_values
+        from .gmn.inputs import GraphInputs
+
+        if self.channels != 1:
+            key = next(iter(self.tensors))
+            raise ShapeMismatchError(key, ("B", 1, *self.spec.entries[key].shape), tuple(self.tensors[key].shape),
+                                     where="WeightSpaceBatch.graph (one channel)")
+        carried = [e.key for e in structure.entries if e.carried]
+        missing = [k for k in carried if k not in self.tensors]
+        if missing:
+            raise KeyMismatchError(missing, [], where="WeightSpaceBatch.graph (entries of the graph structure)")
+        values = flatten_values(structure, {k: self.tensors[k][:, 0] for k in carried}, batch_dims=1)
+        return GraphInputs.from_values(structure, values)
 
     def map(self, fn) -> "WeightSpaceBatch":
         return WeightSpaceBatch(self.spec, {k: fn(t) for k, t in self.tensors.items()})

@@ -1,14 +1,18 @@
 """Graph metanetworks over parameter graphs (Lim et al., ICLR 2024; Kofinas et al., ICLR 2024).
 
-    from weightspace.graph import from_module
-    from weightspace.graph.pyg import batch_pyg, collate
+    from weightspace.graph import graph_structure
+    from weightspace.nn import WeightSpaceBatch
     from weightspace.nn.gmn import GMNClassifier, GMNEquivariant, edge_widths
 
-    batch = batch_pyg(structure, stacked_state_dicts)        # or collate([graph, ...])
+    structure = graph_structure(spec)
+    g = WeightSpaceBatch.from_stacked(spec, stacked).graph(structure)   # the graph view
     clf = GMNClassifier(10, kind="mpnn", edge_widths=edge_widths(structure))
-    logits = clf(batch)                                       # (G, 10), invariant
+    logits = clf(g)                                           # (G, 10), invariant
     edit = GMNEquivariant(kind="transformer")
-    new_weights = edit.stacked(batch)                         # key -> (G, *shape), equivariant
+    new_weights = edit.stacked(g)                             # key -> (G, *shape), equivariant
+
+Mixed architectures: `clf(weightspace.graph.pyg.collate([graph, ...]))` (PyG export,
+read with `graph_inputs`).
 
 Layers: `EdgeMPNNLayer` (edge-updating message passing, mean/max/std aggregation),
 `RelationalTransformerLayer` (sparse neighbourhood attention with edge-conditioned
@@ -16,8 +20,8 @@ q/k/v). Encoders: `NodeEncoder`, `EdgeEncoder` (Fourier features per kernel widt
 optional `ProbeFeatures`. Heads: `InvariantReadout`, `EdgeHead`, `NodeHead`, and the
 way back to state dicts (`unflatten_values`, `values_to_state_dicts`, `node_space_outputs`).
 """
-from .encoders import EdgeEncoder, FourierFeatures, NodeEncoder, edge_widths, sinusoidal
 from ...errors import GMNError
+from .encoders import EdgeEncoder, NodeEncoder, edge_widths, sinusoidal
 from .heads import (
     EdgeHead,
     InvariantReadout,
@@ -38,7 +42,6 @@ __all__ = [
     "EdgeEncoder",
     "EdgeHead",
     "EdgeMPNNLayer",
-    "FourierFeatures",
     "GMNClassifier",
     "GMNEquivariant",
     "GMNError",

@@ -1,8 +1,8 @@
 """Input encoders of the graph metanetworks: node and edge features from a graph batch.
 
-Scalars (weights, kernels) are lifted with random Fourier features (Tancik et al.,
-"Fourier Features Let Networks Learn High Frequency Functions", 2020), as in Graph
-Metanetworks (Lim et al., ICLR 2024) and neural graphs (Kofinas et al., ICLR 2024).
+Scalars (weights, kernels) are lifted with random Fourier features
+(`weightspace.nn.FourierFeatures.gaussian`), as in Graph Metanetworks (Lim et al.,
+ICLR 2024) and neural graphs (Kofinas et al., ICLR 2024).
 Edges carry kernels of different sizes (width 1 for a linear weight or a bias, 9 for
 a 3x3 conv), so each width has its own Fourier map and projection; the categorical
 features (node/edge type, layer index, fixed input/output position, kernel shape)
@@ -19,6 +19,7 @@ from torch import nn
 
 from ...graph.vocab import EDGE_TYPES, NODE_TYPES
 from ...errors import GMNError
+from ..fourier import FourierFeatures
 from .inputs import GraphInputs
 
 
@@ -31,26 +32,6 @@ def sinusoidal(x: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch
     if dim % 2:
         parts.append(torch.zeros_like(angles[:, :1]))
     return torch.cat(parts, dim=1)
-
-
-class FourierFeatures(nn.Module):
-    """x -> [x, sin(2πxBᵀ), cos(2πxBᵀ)] with a fixed Gaussian B (num_freqs, width), std `scale`.
-
-    Shapes: (n, width) -> (n, width + 2 * num_freqs).
-    """
-
-    def __init__(self, width: int, num_freqs: int = 16, scale: float = 2.0, seed: int = 0):
-        super().__init__()
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + width)
-        self.register_buffer("freqs", torch.randn(num_freqs, width, generator=gen) * scale)
-        self.width, self.out_features = width, width + 2 * num_freqs
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        angles = 2 * math.pi * x @ self.freqs.T
-        return torch.cat([x, torch.sin(angles), torch.cos(angles)], dim=1)
-
-    def extra_repr(self) -> str:
-        return f"width={self.width}, num_freqs={self.freqs.shape[0]}"
 
 
 class EdgeEncoder(nn.Module):
@@ -78,7 +59,7 @@ class EdgeEncoder(nn.Module):
         self.widths = tuple(sorted({int(w) for w in widths if int(w) > 0}))
         if not self.widths:
             raise GMNError("EdgeEncoder needs at least one positive edge width")
-        self.fourier = nn.ModuleDict({str(w): FourierFeatures(w, num_freqs, scale) for w in self.widths})
+        self.fourier = nn.ModuleDict({str(w): FourierFeatures.gaussian(w, num_freqs, scale) for w in self.widths})
         self.project = nn.ModuleDict(
             {str(w): nn.Linear(self.fourier[str(w)].out_features, hidden) for w in self.widths}
         )

@@ -86,14 +86,10 @@ class EdgeHead(nn.Module):
         hn = self.norm_h(h)
         z = self.mlp(torch.cat([hn[src], hn[dst], self.norm_e(e)], dim=1))
         out = z.new_zeros(g.edge_val.shape[0])
-        for w in torch.unique(g.class_width).tolist():
-            if w == 0:
-                continue
+        for w, ids, where in g.width_slices():
             if w not in self.widths:
                 raise GMNError(f"the batch has edges of width {w}; this head writes widths {self.widths}")
-            ids = torch.nonzero(g.edge_width == w).flatten()
-            where = (g.edge_off[ids, None] + torch.arange(w, device=ids.device)).flatten()
-            out = out.index_put((where,), self.project[str(w)](z[ids]).flatten())
+            out = out.index_put((where.flatten(),), self.project[str(w)](z[ids]).flatten())
         return out
 
     def extra_repr(self) -> str:

@@ -1,7 +1,10 @@
-"""The plain tensors a graph metanetwork reads, taken once from a PyG `Data`/`Batch`.
+"""The plain tensors a graph metanetwork reads.
 
-Layers take these tensors, never the `Data` container (the PyG habit): the model
-calls `graph_inputs(batch)` at its entry and passes tensors on.
+Layers take these tensors, never the `Data` container (the PyG habit). Many networks
+of one architecture become them directly (`WeightSpaceBatch.graph(structure)`, or
+`GraphInputs.from_values` for flat (B, V) values): the structure's tables tiled, no PyG
+object in between. Graphs exported to PyG (`weightspace.graph.pyg`, e.g. a mixed-
+architecture `collate`) are read with `graph_inputs(data)`.
 """
 from __future__ import annotations
 
@@ -9,9 +12,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ...graph.pyg import GraphMeta
+from ...graph.build import edge_buckets
+from ...graph.pyg import edge_attr, edge_offsets, graph_metas
 from ...graph.structure import GraphStructure
-from ...errors import GMNError
+from ...errors import GMNError, GraphError
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,31 +65,34 @@ class GraphInputs:
 
     def width_slices(self):
         """Per value width w > 0 present in the batch: (w, edge ids (n,), their values' positions
-        in `edge_val` (n, w)) — how encoders read the w values each edge carries."""
-        for w in torch.unique(self.class_width).tolist():
-            if w == 0:
-                continue
-            ids = torch.nonzero(self.edge_width == w).flatten()
-            yield w, ids, self.edge_off[ids, None] + torch.arange(w, device=ids.device)
+        in `edge_val` (n, w)) — how encoders and heads read the w values each edge carries
+        (`weightspace.graph.edge_buckets`)."""
+        widths = [w for w in torch.unique(self.class_width).tolist() if w > 0]
+        return edge_buckets(self.edge_width, self.edge_off, widths)
 
     def homogeneous(self) -> bool:
         """Whether every graph shares one structure (the fast batched paths apply)."""
         return all(s is self.structures[0] for s in self.structures[1:])
 
 
-def _metas(data) -> list[GraphMeta]:
-    meta = getattr(data, "meta", None)
-    metas = [meta] if isinstance(meta, GraphMeta) else list(meta) if isinstance(meta, (list, tuple)) else []
-    if not metas or not all(isinstance(m, GraphMeta) for m in metas):
-        raise GMNError(
-            "the graph batch carries no GraphMeta: build it with weightspace.graph.pyg.to_pyg, collate or batch_pyg"
-        )
-    return metas
+    @classmethod
+    def from_values(cls, structure: GraphStructure, values: torch.Tensor) -> "GraphInputs":
+        """B graphs of `structure` carrying flat values (B, V) (`weightspace.graph.flatten_values`).
+
+        The structure's tables for B graphs (`GraphStructure.batch_tables`, derived once per
+        batch size and device, shared read-only) plus the values; no PyG object is built."""
+        if values.dim() != 2 or values.shape[1] != structure.num_values:
+            raise GMNError(f"values of shape {tuple(values.shape)}; expected (B, {structure.num_values})")
+        b = values.shape[0]
+        return cls(**structure.batch_tables(b, values.device), edge_val=values.reshape(-1), structures=(structure,) * b)
 
 
 def graph_inputs(data) -> GraphInputs:
-    """The tensors of a `ParamGraphData` or a `Batch` of them (from `collate` or `batch_pyg`)."""
-    metas = _metas(data)
+    """The tensors of an exported `ParamGraphData` or a `Batch` of them (`weightspace.graph.pyg`)."""
+    try:
+        metas = graph_metas(data)
+    except GraphError as err:
+        raise GMNError(str(err)) from err
     structures = tuple(m.structure for m in metas)
     device = data.edge_val.device
     nodes = torch.tensor([0] + [s.num_nodes for s in structures], device=device).cumsum(0)
@@ -99,7 +106,6 @@ def graph_inputs(data) -> GraphInputs:
     batch = getattr(data, "batch", None)
     if batch is None:
         batch = torch.zeros(n, dtype=torch.long, device=device)
-    width = data.class_width[data.edge_class]
     return GraphInputs(
         node_type=data.node_type,
         node_layer=data.node_layer,
@@ -112,8 +118,8 @@ def graph_inputs(data) -> GraphInputs:
         class_width=data.class_width,
         class_shape=data.class_shape,
         edge_val=data.edge_val,
-        edge_width=width,
-        edge_off=torch.cumsum(width, 0) - width,
+        edge_width=edge_attr(data, "width"),
+        edge_off=edge_offsets(data),
         node_ptr=nodes,
         value_ptr=values,
         structures=structures,

@@ -3,8 +3,9 @@ layers, and heads (Lim et al., "Graph Metanetworks for Processing Diverse Neural
 Architectures", ICLR 2024; Kofinas et al., ICLR 2024).
 
 One model reads any architecture: it takes parameter-graph batches
-(`weightspace.graph.pyg.collate` for mixed architectures, `batch_pyg` for many
-networks of one), never a spec. Every layer acts per node and per edge with
+(`GraphInputs`, e.g. `WeightSpaceBatch.graph(structure)` for many networks of one
+architecture, or an exported PyG batch such as `weightspace.graph.pyg.collate` of
+mixed architectures), never a spec. Every layer acts per node and per edge with
 aggregations over neighbourhoods and graphs, so graph-level outputs are invariant
 and per-node/per-edge outputs equivariant under the networks' permutation symmetries.
 """
