@@ -28,7 +28,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from weightspace.errors import SpecError
+from weightspace.errors import LoptError, SpecError
 from weightspace.io.save import write_atomic, write_json
 from weightspace.lopt import LearnedOptimizer, LearnedRule, load_rule
 
@@ -167,7 +167,7 @@ def evaluate(config: EvalConfig, progress: Callable[[str], None] = print) -> dic
         for opt_name, make in makers.items():
             try:
                 runs = [train(t, make, steps, record) for t in tasks]
-            except SpecError as err:
+            except (SpecError, LoptError) as err:
                 fam_out["optimizers"][opt_name] = {"n/a": str(err)}
                 continue
             fam_out["optimizers"][opt_name] = _summary(runs)

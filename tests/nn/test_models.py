@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from weightspace.errors import SpecError
+from weightspace.errors import ConfigError
 from weightspace.nn import EquivariantNetwork, InvariantClassifier, WeightSpaceBatch
 from weightspace.testing import assert_equivariant, assert_invariant, assert_negative_control, random_weights
 
@@ -68,7 +68,7 @@ def test_classifier_learns_an_invariant_task():
 
 
 def test_unknown_layer_kind():
-    with pytest.raises(SpecError, match="unknown layer kind"):
+    with pytest.raises(ConfigError, match="unknown layer kind"):
         InvariantClassifier(parsed("mlp"), 2, layer="gnn")
 
 

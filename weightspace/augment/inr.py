@@ -13,7 +13,7 @@ from typing import Sequence
 
 import torch
 
-from ..errors import SpecError
+from ..errors import ConfigError, SpecError
 from ..spec import WeightSpec
 from .base import StateDict, Transform, batch_shape
 
@@ -86,9 +86,9 @@ class RandomInputAffine(Transform):
             self.bias_key = self.bias_key or found_bias
         self.dims = self.spec.entry(self.weight_key).shape[1]
         if self.degrees and self.dims != 2:
-            raise SpecError(f"rotation needs 2-D coordinates; {self.weight_key} reads {self.dims}")
+            raise ConfigError(f"rotation needs 2-D coordinates; {self.weight_key} reads {self.dims}")
         if any(not 0 <= a < self.dims for a in self.flip):
-            raise SpecError(f"flip axes {tuple(self.flip)} out of range for {self.dims}-D coordinates")
+            raise ConfigError(f"flip axes {tuple(self.flip)} out of range for {self.dims}-D coordinates")
 
     def sample(self, lead: tuple[int, ...], generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The content maps (M, δ) per sample: x -> M x + δ."""

@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ..errors import ShapeMismatchError, SpecError
+from ..errors import ConfigError, ShapeMismatchError
 from ..spec import WeightSpec
 from .base import StateDict, as_stacked, batch_shape, like
 
@@ -34,7 +34,7 @@ class Mixup:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise SpecError(f"mixup mode {self.mode!r}: expected one of {MODES}")
+            raise ConfigError(f"mixup mode {self.mode!r}: expected one of {MODES}")
 
     def partners(self, sd: StateDict, generator: torch.Generator | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Partner indices and the partner batch, prepared according to `mode`."""

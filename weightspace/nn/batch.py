@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import torch
 
-from ..errors import KeyMismatchError, ShapeMismatchError, SpecError
+from ..errors import ConfigError, KeyMismatchError, ShapeMismatchError, SpecError
 from ..spec import GroupElement, WeightSpec
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ class WeightSpaceBatch:
     ) -> "WeightSpaceBatch":
         """From a list of single-model state dicts (extra keys such as counters are ignored)."""
         if len(state_dicts) == 0:
-            raise SpecError("WeightSpaceBatch.from_state_dicts: no state dicts given")
+            raise ConfigError("WeightSpaceBatch.from_state_dicts: no state dicts given")
         stacked = {}
         for k, entry in spec.entries.items():
             parts = []

@@ -25,7 +25,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..errors import SpecError
+from ..errors import ConfigError
 from .batch import as_features
 
 DEFAULT_FREQUENCIES = (0.5, 1.0, 2.0, 4.0)
@@ -43,7 +43,7 @@ class FourierFeatures(nn.Module):
         super().__init__()
         f = torch.tensor([float(v) for v in frequencies])[:, None]
         if f.numel() == 0:
-            raise SpecError("FourierFeatures needs at least one frequency")
+            raise ConfigError("FourierFeatures needs at least one frequency")
         if learnable:
             self.freqs = nn.Parameter(f)
         else:
@@ -54,7 +54,7 @@ class FourierFeatures(nn.Module):
     def gaussian(cls, width: int, num_freqs: int = 16, scale: float = 2.0, seed: int = 0) -> "FourierFeatures":
         """Random Fourier features of `width` values: B ~ N(0, scale²) from `seed`, a = 2π."""
         if width < 1 or num_freqs < 1:
-            raise SpecError(f"FourierFeatures.gaussian needs width >= 1 and num_freqs >= 1, got {width}, {num_freqs}")
+            raise ConfigError(f"FourierFeatures.gaussian needs width >= 1 and num_freqs >= 1, got {width}, {num_freqs}")
         gen = torch.Generator().manual_seed(seed * 1_000_003 + width)
         enc = cls((1.0,))
         del enc.freqs
@@ -83,7 +83,7 @@ class FourierFeatures(nn.Module):
         if isinstance(x, torch.Tensor):
             return self.features(x)
         if self.width != 1:
-            raise SpecError(f"FourierFeatures of width {self.width} read (..., {self.width}) tensors, not weight dicts")
+            raise ConfigError(f"FourierFeatures of width {self.width} read (..., {self.width}) tensors, not weight dicts")
         out = {}
         for k, t in as_features(x).items():
             z = self.features(t.unsqueeze(-1)).movedim(-1, 2)

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from ..errors import SpecError
+from ..errors import ConfigError
 from ..spec import WeightSpec
 from .nfn import HNPLinear, HNPPool, NPLinear, NPPool
 from .unf import UNFLinear, UNFPool
@@ -27,7 +27,7 @@ LAYERS = {"np": (NPLinear, NPPool), "hnp": (HNPLinear, HNPPool), "unf": (UNFLine
 
 def _layer_kind(layer: str) -> tuple[type, type]:
     if layer not in LAYERS:
-        raise SpecError(f"unknown layer kind {layer!r}; expected one of {sorted(LAYERS)}")
+        raise ConfigError(f"unknown layer kind {layer!r}; expected one of {sorted(LAYERS)}")
     return LAYERS[layer]
 
 
@@ -111,7 +111,7 @@ class InvariantClassifier(nn.Module):
     ):
         super().__init__()
         if not channels:
-            raise SpecError("InvariantClassifier needs at least one equivariant layer (channels is empty)")
+            raise ConfigError("InvariantClassifier needs at least one equivariant layer (channels is empty)")
         _, pool = _layer_kind(layer)
         self.body = EquivariantNetwork(
             spec, channels[:-1], in_channels=in_channels, out_channels=channels[-1], layer=layer,

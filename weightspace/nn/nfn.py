@@ -24,7 +24,7 @@ from math import sqrt
 import torch
 from torch import nn
 
-from ..errors import SpecError
+from ..errors import ConfigError
 from ..spec import WeightSpec
 from .batch import as_features, check_features
 from .chain import ChainLayout
@@ -86,7 +86,7 @@ class NPLinear(nn.Module):
     def __init__(self, spec: WeightSpec, in_channels: int, out_channels: int, *, io_embed: bool = False, gain: float = 1.0):
         super().__init__()
         if in_channels < 1 or out_channels < 1:
-            raise SpecError(f"NPLinear: channels must be positive, got {in_channels} -> {out_channels}")
+            raise ConfigError(f"NPLinear: channels must be positive, got {in_channels} -> {out_channels}")
         self.spec, self.in_channels, self.out_channels, self.gain = spec, in_channels, out_channels, gain
         self.codec = ChainCodec(spec)
         layers = self.codec.chain.layers

@@ -24,7 +24,7 @@ from typing import Callable, Mapping
 import torch
 from torch import nn
 
-from ..errors import SpecError
+from ..errors import ConfigError
 from ..spec import WeightSpec
 from .batch import as_features, check_features
 from .layout import EntryLayout, diagonal, embed_diagonal
@@ -96,7 +96,7 @@ class UNFLinear(nn.Module):
     ):
         super().__init__()
         if in_channels < 1 or out_channels < 1:
-            raise SpecError(f"UNFLinear: channels must be positive, got {in_channels} -> {out_channels}")
+            raise ConfigError(f"UNFLinear: channels must be positive, got {in_channels} -> {out_channels}")
         self.spec = spec
         self.in_channels, self.out_channels = in_channels, out_channels
         self.basis = UNFBasis(spec, dedupe=dedupe, max_shared=max_shared, term_filter=term_filter)

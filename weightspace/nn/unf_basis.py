@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from itertools import product
 from typing import Callable, Iterator, Sequence
 
-from ..errors import SpecError
+from ..errors import ConfigError
 from ..spec import WeightSpec
 from .layout import EntryLayout
 
@@ -162,7 +162,7 @@ class UNFBasis:
         term_filter: Callable[[Term], bool] | None = None,
     ):
         if max_shared is not None and max_shared < 0:
-            raise SpecError(f"UNFBasis: max_shared must be >= 0 or None, got {max_shared}")
+            raise ConfigError(f"UNFBasis: max_shared must be >= 0 or None, got {max_shared}")
         self.spec = spec
         self.dedupe = dedupe
         self.max_shared = max_shared
