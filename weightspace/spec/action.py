@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import ShapeMismatchError, SpecError
 from .element import GroupElement
 from .parts import Entry, Group
 
@@ -20,7 +21,7 @@ def _take(t: torch.Tensor, dim: int, perm: torch.Tensor, batch_dims: int) -> tor
         flat = torch.index_select(t.reshape(-1, *t.shape[dim:]), 1, perm.to(t.device))
         return flat.reshape(*t.shape[:dim], *flat.shape[1:])
     if perm.dim() - 1 != batch_dims:
-        raise ValueError(
+        raise SpecError(
             f"a batched permutation of shape {tuple(perm.shape)} needs {perm.dim() - 1} leading "
             f"batch dims on the tensors, got batch_dims={batch_dims}"
         )
@@ -60,8 +61,6 @@ def apply_entry(
     expected = tuple(entry.shape)
     got = tuple(tensor.shape[batch_dims:])
     if got != expected:
-        from ..errors import ShapeMismatchError
-
         raise ShapeMismatchError(entry.key, expected, got, where="apply")
     lead = tuple(tensor.shape[:batch_dims])
     out = tensor

@@ -13,7 +13,7 @@ from typing import Iterable, Mapping, Sequence
 
 import torch
 
-from ..errors import SpecError
+from ..errors import InputTypeError, SpecError
 
 _PARTS = (("perm", "perms"), ("sign", "signs"), ("scale", "scales"))
 
@@ -40,7 +40,7 @@ class GroupElement:
     def __post_init__(self):
         for name, p in self.perms.items():
             if p.dtype != torch.long:
-                raise TypeError(f"permutation of group {name!r} must be a LongTensor, got {p.dtype}")
+                raise InputTypeError(f"permutation of group {name!r} must be a LongTensor, got {p.dtype}")
 
     def compose(self, other: "GroupElement") -> "GroupElement":
         """The element equal to applying `other` first, then `self`."""

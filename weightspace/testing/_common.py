@@ -6,6 +6,7 @@ from typing import Any, Iterable, Mapping
 
 import torch
 
+from ..errors import ConfigError, InputTypeError
 from ..spec import GroupElement, WeightSpec
 from .weights import random_weights
 
@@ -25,12 +26,12 @@ def prepare_inputs(
 ) -> dict[str, torch.Tensor]:
     """The caller's inputs cast to `dtype` (floating tensors only), or random weights."""
     if batch_dims < 0:
-        raise ValueError(f"batch_dims must be >= 0, got {batch_dims}")
+        raise ConfigError(f"batch_dims must be >= 0, got {batch_dims}")
     if inputs is not None:
         return {k: v.to(dtype) if v.is_floating_point() else v for k, v in inputs.items()}
     shape = (2,) * batch_dims if batch_shape is None else tuple(batch_shape)
     if len(shape) != batch_dims:
-        raise ValueError(f"batch_shape {shape} must have batch_dims={batch_dims} dimensions")
+        raise ConfigError(f"batch_shape {shape} must have batch_dims={batch_dims} dimensions")
     return random_weights(spec, generator, shape, dtype)
 
 
@@ -47,7 +48,7 @@ def restrict(g: GroupElement, spec: WeightSpec, names: Iterable[str] | None = No
     keep = set(spec.groups) if names is None else set(names) & set(spec.groups)
     for n in keep & set(g.perms):
         if g.perms[n].shape[-1] != spec.groups[n].size:
-            raise ValueError(
+            raise ConfigError(
                 f"group {n!r} has size {g.perms[n].shape[-1]} on the input side and "
                 f"{spec.groups[n].size} in the output spec"
             )
@@ -62,7 +63,7 @@ def as_outputs(y: Any) -> dict[str, torch.Tensor]:
         return dict(y)
     if isinstance(y, (tuple, list)):
         return {f"output[{i}]": t for i, t in enumerate(y)}
-    raise TypeError(f"fn must return a tensor, a dict of tensors or a tuple of tensors, got {type(y).__name__}")
+    raise InputTypeError(f"fn must return a tensor, a dict of tensors or a tuple of tensors, got {type(y).__name__}")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Iterable, Mapping
 
 import torch
 
+from ..errors import ConfigError
 from ..spec import Entry, Factor, Group, GroupElement, Member, WeightSpec
 from ._common import as_outputs, default_generator, max_abs_diff, prepare_inputs
 from .equivariance import WeightFn
@@ -26,7 +27,7 @@ def _pick_member(spec: WeightSpec, key: str | None, group: str | None, axis: int
         for m in members:
             if (key is None or m.key == key) and (axis is None or m.axis == axis):
                 return m
-    raise ValueError(
+    raise ConfigError(
         f"no axis to permute alone (key={key!r}, group={group!r}, axis={axis!r}): it needs a group of "
         "size >= 2 acting on at least two places, so that permuting one of them leaves the group"
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from ..errors import ConfigError
 from ..spec import Entry, ExtraAction, Factor, Group, WeightSpec
 
 # Activations after which hidden units have a further symmetry: sign flips through
@@ -23,7 +24,7 @@ def _extra_for(activation: str | None) -> tuple[str, ...]:
         return ("sign",)
     if activation in SCALE_ACTIVATIONS:
         return ("scale",)
-    raise ValueError(
+    raise ConfigError(
         f"unknown activation {activation!r}; expected None or one of "
         f"{SIGN_ACTIVATIONS + SCALE_ACTIVATIONS + ('identity', 'sigmoid', 'gelu')}"
     )
@@ -44,7 +45,7 @@ def random_mlp_spec(
     """
     widths = [int(w) for w in widths]
     if len(widths) < 2 or min(widths) < 1:
-        raise ValueError(f"an MLP needs at least two positive widths, got {widths}")
+        raise ConfigError(f"an MLP needs at least two positive widths, got {widths}")
     extra = _extra_for(activation)
     n_layers = len(widths) - 1
     entries: dict[str, Entry] = {}
@@ -91,7 +92,7 @@ def random_cnn_spec(
     """
     channels = [int(c) for c in channels]
     if len(channels) < 2 or min(channels) < 1 or kernel < 1 or flatten_hw < 1 or classes < 1:
-        raise ValueError(
+        raise ConfigError(
             f"a CNN needs at least two positive channel counts and positive kernel, flatten_hw and "
             f"classes; got channels={channels}, kernel={kernel}, flatten_hw={flatten_hw}, classes={classes}"
         )
@@ -143,7 +144,7 @@ def random_attention_spec(dim: int, heads: int, head_dim: int, *, bias: bool = T
     model dimension `dim` is fixed (model input and output).
     """
     if min(dim, heads, head_dim) < 1:
-        raise ValueError(f"dim, heads and head_dim must be positive, got {dim}, {heads}, {head_dim}")
+        raise ConfigError(f"dim, heads and head_dim must be positive, got {dim}, {heads}, {head_dim}")
     inner = heads * head_dim
     entries: dict[str, Entry] = {}
     for proj, within in (("q", "qk_dim"), ("k", "qk_dim"), ("v", "head_dim"), ("out", "head_dim")):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from ..errors import ConfigError
 from .specs import random_attention_spec, random_cnn_spec, random_mlp_spec
 
 ACTIVATIONS: tuple[str | None, ...] = (None, "relu", "tanh")
@@ -38,7 +39,7 @@ def specs(
     st = _hypothesis()
     unknown = set(kinds) - {"mlp", "cnn", "attention"}
     if unknown or not kinds:
-        raise ValueError(f"kinds must be a non-empty subset of ('mlp', 'cnn', 'attention'), got {tuple(kinds)}")
+        raise ConfigError(f"kinds must be a non-empty subset of ('mlp', 'cnn', 'attention'), got {tuple(kinds)}")
     size = st.integers(1, max_size)
     acts = st.sampled_from(list(activations))
     built = {
