@@ -10,19 +10,11 @@ parameter graphs, metanetworks, alignment, augmentation and learned optimizers.
     spec = ws.infer_spec(sd)                   # bare state dict (MLP/SIREN/conv chains)
     g = spec.random_element(torch.Generator().manual_seed(0))
     sd2 = spec.apply(sd, g)                    # same function, permuted weights
+
+Every error is a `WeightspaceError`; the named subclasses live in `weightspace.errors`.
+Subpackages (`ws.align`, `ws.nn`, ...) are imported on first use.
 """
-from .errors import (
-    CheckpointError,
-    InferenceError,
-    KeyMismatchError,
-    ShapeMismatchError,
-    SpecError,
-    SpecVerificationError,
-    TraceError,
-    UnknownOpError,
-    UnsafePickleError,
-    WeightspaceError,
-)
+from .errors import WeightspaceError
 from .spec import Entry, ExtraAction, Factor, FrozenAxis, Group, GroupElement, WeightSpec
 
 __version__ = "0.1.0"
@@ -57,22 +49,13 @@ def __getattr__(name):
 
 
 __all__ = [
-    "CheckpointError",
     "Entry",
     "ExtraAction",
     "Factor",
     "FrozenAxis",
     "Group",
     "GroupElement",
-    "InferenceError",
-    "KeyMismatchError",
     "ParsedModel",
-    "ShapeMismatchError",
-    "SpecError",
-    "SpecVerificationError",
-    "TraceError",
-    "UnknownOpError",
-    "UnsafePickleError",
     "WeightSpec",
     "WeightspaceError",
     "infer_spec",

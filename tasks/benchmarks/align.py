@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import weightspace as ws
-from weightspace.align import alignment_objective, weight_matching
+from weightspace.align import weight_matching
+from weightspace.align.weight_matching import alignment_objective
 from weightspace.align.identity import output_change
 from weightspace.align.lap import best_permutation
 from weightspace.examples import SmallResNet

@@ -26,7 +26,8 @@ from weightspace.examples import siren
 from weightspace.graph import build_graph, from_parsed, graph_structure
 from weightspace.graph.pyg import to_pyg
 from weightspace.nn import WeightSpaceBatch
-from weightspace.nn.gmn import GraphInputs, graph_inputs
+from weightspace.nn.gmn import GraphInputs
+from weightspace.nn.gmn.inputs import graph_inputs
 from weightspace.parser import parse_model
 
 

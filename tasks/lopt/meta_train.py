@@ -29,7 +29,8 @@ import torch
 from tqdm.auto import tqdm
 
 from weightspace.errors import ConfigError
-from weightspace.lopt import BOUNDS, LearnedRule, save_rule
+from weightspace.lopt import LearnedRule, save_rule
+from weightspace.lopt.rule import BOUNDS
 
 from .families import FAMILIES, Task
 from .unroll import Trajectory, unroll

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from weightspace.lopt import BOUNDS, NET_KINDS, NOMINALS
+from weightspace.lopt.rule import BOUNDS, NET_KINDS, NOMINALS
 
 from .families import FAMILIES
 from .meta_train import METHODS, MetaConfig, meta_train

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import torch
 from torch.func import functional_call
 
-from weightspace.lopt import LearnedRule, init_state, prepare_spec
+from weightspace.lopt import LearnedRule
+from weightspace.lopt.features import init_state
+from weightspace.lopt.unf_net import prepare_spec
 from weightspace.spec import WeightSpec
 
 from .families import Params, Task

@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from weightspace.align import AlignError, activation_matching
+from weightspace.align import activation_matching
 from weightspace.align.activations import GroupActivations
+from weightspace.errors import AlignError
 
 from .models import parsed_model, state
 

@@ -8,6 +8,8 @@ import torch
 
 import weightspace as ws
 from weightspace import align
+from weightspace.align.barrier import barrier_of
+from weightspace.errors import AlignError
 
 from .digits import batches, digits, trained_pair
 from .models import snapshot, state, unchanged
@@ -23,13 +25,13 @@ def _parse(model):
 def test_barrier_of_follows_its_definition():
     alphas = [0.0, 0.25, 0.5, 0.75, 1.0]
     line = [1.0 + 2.0 * a for a in alphas]
-    assert align.barrier_of(alphas, line) == pytest.approx(0.0)
+    assert barrier_of(alphas, line) == pytest.approx(0.0)
     bump = [v + (0.7 if a == 0.5 else 0.0) for a, v in zip(alphas, line)]
-    assert align.barrier_of(alphas, bump) == pytest.approx(0.7)
+    assert barrier_of(alphas, bump) == pytest.approx(0.7)
     path = align.LossPath(tuple(alphas), tuple(bump), (None,) * 5)
     assert path.barrier_mean == pytest.approx(max(bump) - (bump[0] + bump[-1]) / 2)
-    with pytest.raises(align.AlignError):
-        align.barrier_of([0.0, 0.5], [1.0, 2.0])
+    with pytest.raises(AlignError):
+        barrier_of([0.0, 0.5], [1.0, 2.0])
 
 
 def test_aligned_mlp_barrier_is_a_fraction_of_the_naive_one():

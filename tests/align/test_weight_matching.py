@@ -6,12 +6,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from weightspace.align import (
-    AlignError,
-    ArchitectureMismatchError,
-    alignment_objective,
-    weight_matching,
-)
+from weightspace.align import weight_matching
+from weightspace.align.weight_matching import alignment_objective
+from weightspace.errors import AlignError, ArchitectureMismatchError
 from weightspace.testing import random_attention_spec, random_weights
 from weightspace.testing.strategies import specs
 

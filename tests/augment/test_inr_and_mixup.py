@@ -9,6 +9,7 @@ from torch.func import functional_call
 import weightspace as ws
 from weightspace import augment as A
 from weightspace import examples
+from weightspace.augment.inr import apply_input_map, first_layer
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def _grid(n: int) -> torch.Tensor:
 
 def test_first_layer_is_found(siren):
     _, spec = siren
-    assert A.first_layer(spec) == ("0.weight", "0.bias")
+    assert first_layer(spec) == ("0.weight", "0.bias")
 
 
 def test_flip_translate_rot90_match_the_image_exactly(siren):
@@ -51,7 +52,7 @@ def test_flip_translate_rot90_match_the_image_exactly(siren):
     for name, (M, delta, on_pixels) in cases.items():
         M, delta = M.double(), delta.double()
         Ainv = torch.linalg.inv(M)
-        moved = A.apply_input_map(sd, Ainv, -(Ainv @ delta), "0.weight", "0.bias")
+        moved = apply_input_map(sd, Ainv, -(Ainv @ delta), "0.weight", "0.bias")
         out = _render(model, moved, grid)
         if on_pixels is None:  # the content moved one row down: row i+1 now shows row i
             torch.testing.assert_close(out[1:], image[:-1], rtol=1e-7, atol=1e-7)

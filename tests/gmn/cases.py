@@ -9,7 +9,8 @@ import torch
 from tests.graph.cases import traced
 from weightspace.graph import graph_structure
 from weightspace.nn import WeightSpaceBatch
-from weightspace.nn.gmn import GMNClassifier, GMNEquivariant, edge_widths, node_space_outputs
+from weightspace.nn.gmn import GMNClassifier, GMNEquivariant, edge_widths
+from weightspace.nn.gmn.heads import node_space_outputs
 
 SYMMETRY_CASES = ["mlp", "siren", "cnn_bn", "resnet_blocks", "transformer_block"]
 KINDS = ["mpnn", "transformer"]

@@ -6,18 +6,12 @@ import pytest
 import torch
 
 from tests.gmn.cases import KINDS, as_batch, structure_of
-from weightspace.graph import ParamGraph, build_graph, flatten_values
+from weightspace.graph import ParamGraph, build_graph
+from weightspace.graph.build import flatten_values
 from weightspace.graph.pyg import batch_pyg, collate
-from weightspace.nn.gmn import (
-    GMNClassifier,
-    GMNEquivariant,
-    GraphInputs,
-    edge_widths,
-    graph_inputs,
-    stacked_state_dict,
-    unflatten_values,
-    values_to_state_dicts,
-)
+from weightspace.nn.gmn import GMNClassifier, GMNEquivariant, GraphInputs, edge_widths
+from weightspace.nn.gmn.heads import stacked_state_dict, unflatten_values, values_to_state_dicts
+from weightspace.nn.gmn.inputs import graph_inputs
 from weightspace.testing import random_weights
 
 MIXED = ["mlp", "cnn_bn", "transformer_block", "siren", "resnet_blocks"]

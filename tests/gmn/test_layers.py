@@ -9,14 +9,11 @@ from torch_geometric.data import Data
 
 from tests.gmn.cases import as_batch, structure_of
 from weightspace.graph.pyg import batch_pyg
-from weightspace.nn.gmn import (
-    EdgeEncoder,
-    GMNClassifier,
-    GMNError,
-    RelationalTransformerLayer,
-    aggregate,
-    graph_inputs,
-)
+from weightspace.errors import GMNError
+from weightspace.nn.gmn import GMNClassifier, RelationalTransformerLayer
+from weightspace.nn.gmn.encoders import EdgeEncoder
+from weightspace.nn.gmn.inputs import graph_inputs
+from weightspace.nn.gmn.mpnn import aggregate
 from weightspace.testing import random_weights
 
 

@@ -9,8 +9,9 @@ import torch
 
 from tests.gmn.cases import as_batch, classifier, readout_fn, structure_of
 from tests.graph.cases import traced
-from weightspace.graph import flatten_values
-from weightspace.nn.gmn import GMNError, ProbeFeatures
+from weightspace.errors import GMNError
+from weightspace.graph.build import flatten_values
+from weightspace.nn.gmn import ProbeFeatures
 from weightspace.testing import assert_invariant, assert_negative_control, random_weights
 
 INPUT_SHAPES = {"mlp": (5,), "siren": (2,), "cnn_bn": (3, 8, 8)}

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tests.gmn.cases import KINDS, SYMMETRY_CASES, classifier, edge_fn, equivariant, node_fn, readout_fn, structure_of
-from weightspace.nn.gmn import node_space_spec
+from weightspace.nn.gmn.heads import node_space_spec
 from weightspace.testing import assert_equivariant, assert_invariant, assert_negative_control
 
 TOL = dict(rtol=1e-5, atol=1e-9, n_trials=2)

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from weightspace.examples import siren
-from weightspace.graph import flatten_values, graph_structure
+from weightspace.graph import graph_structure
+from weightspace.graph.build import flatten_values
 from weightspace.nn.gmn import GMNClassifier, GraphInputs, ProbeFeatures
 from zoo.dataset import Zoo
 from zoo.inr_zoo import InrRecipe, build_inr_zoo

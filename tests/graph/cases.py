@@ -8,7 +8,8 @@ import warnings
 import torch
 
 from tests.parser.architectures import CATALOG, by_name
-from weightspace.graph import ParamGraph, build_graph, edge_buckets
+from weightspace.graph import ParamGraph, build_graph
+from weightspace.graph.build import edge_buckets
 from weightspace.parser import parse_model
 
 NAMES = [a.name for a in CATALOG]

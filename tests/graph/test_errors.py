@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from tests.graph.cases import graph_of, traced
-from weightspace.errors import KeyMismatchError, ShapeMismatchError
-from weightspace.graph import GraphError, build_graph
+from weightspace.errors import GraphError, KeyMismatchError, ShapeMismatchError
+from weightspace.graph import build_graph
 from weightspace.graph.pyg import batch_pyg, from_pyg
 from torch_geometric.data import Data
 
@@ -46,7 +46,9 @@ def test_wrong_number_of_values_and_foreign_structure():
 def test_values_wider_than_the_structure_are_refused():
     import torch
 
-    from weightspace.graph import GraphError, flatten_values, graph_structure
+    from weightspace.errors import GraphError
+    from weightspace.graph import graph_structure
+    from weightspace.graph.build import flatten_values
     from weightspace.testing import random_mlp_spec, random_weights
 
     spec = random_mlp_spec([3, 4, 2])

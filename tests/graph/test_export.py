@@ -6,7 +6,7 @@ from collections import Counter
 
 from tests.graph.cases import graph_of
 from weightspace.cli.main import main
-from weightspace.graph import EDGE_TYPES
+from weightspace.graph.vocab import EDGE_TYPES
 from weightspace.graph.draw import draw
 from weightspace.graph.nx import to_networkx
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from tests.graph.cases import NAMES, edge_multiset, graph_of, node_features, traced
-from weightspace.graph import EDGE_TYPES, build_graph, node_permutation, to_state_dict
+from weightspace.graph import build_graph, node_permutation, to_state_dict
+from weightspace.graph.vocab import EDGE_TYPES
 
 MEMBER = EDGE_TYPES.index("member")
 

@@ -13,7 +13,7 @@ import safetensors.torch
 import torch
 
 from weightspace.errors import CheckpointError, KeyMismatchError, ShapeMismatchError, UnsafePickleError
-from weightspace.io import check_against_spec, load, load_spec, save
+from weightspace.io import load, load_spec, save
 
 from .test_roundtrip import mlp_spec, mlp_state_dict
 
@@ -166,7 +166,7 @@ def test_loaded_file_checked_against_spec(tmp_path):
     loaded = load(path)
 
     def check():
-        check_against_spec(loaded, mlp_spec(), str(path))
+        mlp_spec().check(loaded, where=str(path))
 
     raises_unchanged(path, ShapeMismatchError, "1.weight", call=check)
     del loaded["1.weight"]

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from weightspace.errors import ConfigError
-from weightspace.lopt import LearnedRule, init_state, load_rule, rule_from_config, save_rule
+from weightspace.lopt import LearnedRule, load_rule, save_rule
+from weightspace.lopt.features import init_state
+from weightspace.lopt.serialize import rule_from_config
 from weightspace.testing import random_cnn_spec
 from tests.lopt.cases import perturbed
 

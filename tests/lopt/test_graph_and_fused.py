@@ -6,7 +6,10 @@ import pytest
 import torch
 
 from tasks.lopt.meta_train import MetaConfig, build_rule, meta_objective, meta_train
-from weightspace.lopt import FeatureConfig, LearnedRule, LoptError, init_state, make_net
+from weightspace.errors import LoptError
+from weightspace.lopt import LearnedRule
+from weightspace.lopt.features import FeatureConfig, init_state
+from weightspace.lopt.rule import make_net
 from weightspace.testing import random_cnn_spec, random_mlp_spec
 from tests.lopt.cases import perturbed
 

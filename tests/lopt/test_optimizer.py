@@ -7,7 +7,8 @@ from torch import nn
 
 import weightspace as ws
 from weightspace.errors import CheckpointError, SpecError
-from weightspace.lopt import LearnedOptimizer, LearnedRule, init_state, load_rule, save_rule
+from weightspace.lopt import LearnedOptimizer, LearnedRule, load_rule, save_rule
+from weightspace.lopt.features import init_state
 from weightspace.testing import assert_equivariant, assert_negative_control, random_cnn_spec, random_mlp_spec
 from tests.lopt.cases import perturbed
 

@@ -4,7 +4,8 @@ import torch
 
 from weightspace.examples import build
 from weightspace.augment import RandomSymmetry
-from weightspace.nn import FlatMLP, StatFeatures, StatMLP, WeightSpaceBatch
+from weightspace.nn import FlatMLP, StatMLP, WeightSpaceBatch
+from weightspace.nn.baselines import StatFeatures
 from weightspace.testing import assert_invariant, random_weights
 
 from .specs import PARSED, parsed

@@ -4,7 +4,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 
 from weightspace.errors import SpecError
-from weightspace.nn import metanet_spec, HNPLinear, HNPPool, NPLinear, NPPool, UNFLinear, UNFPool, np_spec
+from weightspace.nn import HNPLinear, HNPPool, NPLinear, NPPool, UNFLinear, UNFPool, metanet_spec
+from weightspace.nn.chain import np_spec
 from weightspace.testing import assert_equivariant, assert_invariant, assert_negative_control
 from weightspace.testing.strategies import specs
 

@@ -10,7 +10,8 @@
 import pytest
 import torch
 
-from weightspace.nn import HNPLinear, NPLinear, UNFLinear, np_spec
+from weightspace.nn import HNPLinear, NPLinear, UNFLinear
+from weightspace.nn.chain import np_spec
 from weightspace.testing import random_cnn_spec, random_mlp_spec
 
 from .brute import commutant_dimension, design, fit_residual

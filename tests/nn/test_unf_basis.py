@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from weightspace.nn import UNFBasis, UNFLinear, bell, set_partitions
+from weightspace.nn import UNFBasis, UNFLinear
+from weightspace.nn.unf_basis import bell, set_partitions
 from weightspace.spec import Entry, Factor, Group, WeightSpec
 from weightspace.testing import random_attention_spec, random_cnn_spec, random_mlp_spec
 

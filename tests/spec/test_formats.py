@@ -4,16 +4,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 
-from weightspace.spec import (
-    Entry,
-    Factor,
-    Group,
-    WeightSpec,
-    factored_shapes,
-    perm_to_axes,
-    to_rebasin,
-    to_unf,
-)
+from weightspace.spec import Entry, Factor, Group, WeightSpec, to_rebasin, to_unf
+from weightspace.spec.formats import factored_shapes, perm_to_axes
 from weightspace.testing.strategies import specs
 
 

@@ -10,34 +10,22 @@ Weight matching needs only the spec; activation and STE matching, BatchNorm rese
 REPAIR and barriers also take the model (as a template, never modified) and data.
 """
 from .activation_matching import activation_matching
-from .barrier import LossPath, barrier, barrier_of, loss_path
+from .barrier import LossPath, barrier
 from .bn_reset import reset_batchnorm
-from ..errors import AlignError, ArchitectureMismatchError
-from .evaluate import Evaluator, Score
 from .interpolate import interpolate
-from .merge import MergeResult, merge, merge_many
-from .pair import check_pair
+from .merge import merge, merge_many
 from .plot import plot_paths
 from .repair import repair
 from .ste import SteMatching, ste_matching
-from .weight_matching import Matching, alignment_objective, weight_matching
+from .weight_matching import Matching, weight_matching
 
 __all__ = [
-    "AlignError",
-    "ArchitectureMismatchError",
-    "Evaluator",
     "LossPath",
     "Matching",
-    "MergeResult",
-    "Score",
     "SteMatching",
     "activation_matching",
-    "alignment_objective",
     "barrier",
-    "barrier_of",
-    "check_pair",
     "interpolate",
-    "loss_path",
     "merge",
     "merge_many",
     "plot_paths",

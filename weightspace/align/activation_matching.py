@@ -17,7 +17,8 @@ from typing import Any, Iterable, Mapping
 import torch
 from torch import nn
 
-from ..parser import ParsedModel, Site, parse_model
+from ..parser import ParsedModel, parse_model
+from ..parser.sites import Site
 from ..spec import GroupElement, WeightSpec
 from .activations import GroupActivations
 from .data import input_batches

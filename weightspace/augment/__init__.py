@@ -8,11 +8,11 @@ back as one), each declaring whether it preserves the function.
     batch = t(batch, generator)
     mixed, soft_labels = A.Mixup(spec, num_classes=10, mode="aligned")(batch, labels, generator)
 """
-from .base import Compose, RandomApply, Transform, batch_shape
-from .inr import RandomInputAffine, apply_input_map, first_layer
+from .base import Compose, RandomApply, Transform
+from .inr import RandomInputAffine
 from .mixup import Mixup
 from .perturb import GaussianNoise, MagnitudePruning, WeightDropout
-from .recipes import inr_recipe, symmetry_recipe
+from .recipes import inr_recipe
 from .symmetry import RandomSymmetry, SirenBiasShift
 
 __all__ = [
@@ -26,9 +26,5 @@ __all__ = [
     "SirenBiasShift",
     "Transform",
     "WeightDropout",
-    "apply_input_map",
-    "batch_shape",
-    "first_layer",
     "inr_recipe",
-    "symmetry_recipe",
 ]

@@ -8,11 +8,6 @@ from .perturb import GaussianNoise
 from .symmetry import RandomSymmetry, SirenBiasShift
 
 
-def symmetry_recipe(spec: WeightSpec) -> Compose:
-    """Function-preserving only: a random group element with the recorded sign flips."""
-    return Compose([RandomSymmetry(spec)])
-
-
 def inr_recipe(spec: WeightSpec, omega0: float = 30.0, noise: float = 0.01) -> Compose:
     """The INR classification default: random group element with sign flips, SIREN bias
     shifts, a small random input-space affine map (translate 5%, rotate ±10°, scale

@@ -69,6 +69,10 @@ def _element(args, model, spec, sd_a, sd_b, data, console):
 
 def run(args: argparse.Namespace) -> int:
     from .. import align
+    from ..align.barrier import loss_path
+    from ..align.evaluate import Evaluator
+    from ..align.pair import check_pair
+    from ..align.weight_matching import alignment_objective
     from ..io import load, save
     from ..parser import parse
 
@@ -84,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     with console.status("tracing the model"), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         spec = parse(model, inputs)
-    align.check_pair(sd_a, sd_b, spec)
+    check_pair(sd_a, sd_b, spec)
     console.print(f"spec: {len(spec.groups)} groups over {len(spec.entries)} entries")
     with console.status(f"{args.method} matching"):
         g = _element(args, model, spec, sd_a, sd_b, data, console)
@@ -105,19 +109,19 @@ def run(args: argparse.Namespace) -> int:
     table = Table(title=f"align {Path(args.a).name} ← {Path(args.b).name} ({args.method})")
     for col in ("quantity", "naive", "aligned"):
         table.add_column(col)
-    table.add_row("objective <A, B>", f"{align.alignment_objective(spec, sd_a, sd_b):.4g}",
-                  f"{align.alignment_objective(spec, sd_a, aligned):.4g}")
+    table.add_row("objective <A, B>", f"{alignment_objective(spec, sd_a, sd_b):.4g}",
+                  f"{alignment_objective(spec, sd_a, aligned):.4g}")
     table.add_row("aligned B vs B (max rel. output change)", "", f"{change:.2e}")
     moved = sum(int((p != torch.arange(len(p))).sum()) for p in g.perms.values())
     table.add_row("units moved", "", f"{moved} of {sum(len(p) for p in g.perms.values())}")
     paths = {}
     if data is not None and all(isinstance(b, (tuple, list)) and len(b) == 2 for b in data):
         alphas = [i / (args.steps - 1) for i in range(args.steps)]
-        evaluate = align.Evaluator(model, data)
+        evaluate = Evaluator(model, data)
         transform = (lambda sd: align.reset_batchnorm(model, sd, reset)) if reset is not None else None
         with console.status("evaluating the linear paths"):
             for label, target in (("naive", sd_b), ("aligned", aligned)):
-                paths[label] = align.loss_path(evaluate, sd_a, target, alphas, transform)
+                paths[label] = loss_path(evaluate, sd_a, target, alphas, transform)
         table.add_row("loss barrier", f"{paths['naive'].barrier:.4g}", f"{paths['aligned'].barrier:.4g}")
         table.add_row("barrier (max − mean of ends)", f"{paths['naive'].barrier_mean:.4g}", f"{paths['aligned'].barrier_mean:.4g}")
         mid_n, mid_a = paths["naive"].at(args.alpha), paths["aligned"].at(args.alpha)

@@ -128,7 +128,7 @@ def graph_of(args, spec: WeightSpec, parsed: ParsedModel | None):
 
 
 def render_graph(graph, console: Console) -> None:
-    from ..graph import EDGE_TYPES, NODE_TYPES
+    from ..graph.vocab import EDGE_TYPES, NODE_TYPES
 
     st = graph.structure
     console.print(f"parameter graph: {st.num_nodes:,} nodes, {st.num_edges:,} edges, {st.num_values:,} values")

@@ -5,31 +5,13 @@ symmetries (`node_permutation`); the round trip graph -> state dict is exact.
 PyG export lives in `weightspace.graph.pyg` (needs torch_geometric), networkx in
 `weightspace.graph.nx`, pictures in `weightspace.graph.draw` (matplotlib).
 """
-from ..errors import GraphError
-from .build import (
-    ParamGraph,
-    build_graph,
-    edge_buckets,
-    flatten_values,
-    from_module,
-    from_parsed,
-    node_permutation,
-    to_state_dict,
-)
-from .structure import EntryLayout, GraphStructure, NodeSpace, graph_structure
-from .vocab import EDGE_TYPES, NODE_TYPES
+from .build import ParamGraph, build_graph, from_module, from_parsed, node_permutation, to_state_dict
+from .structure import GraphStructure, graph_structure
 
 __all__ = [
-    "EDGE_TYPES",
-    "NODE_TYPES",
-    "EntryLayout",
-    "GraphError",
     "GraphStructure",
-    "NodeSpace",
     "ParamGraph",
     "build_graph",
-    "edge_buckets",
-    "flatten_values",
     "from_module",
     "from_parsed",
     "graph_structure",

@@ -19,7 +19,8 @@ from typing import Iterable, Iterator, Mapping
 import torch
 from torch import nn
 
-from ..parser import ParsedModel, Role, parse_model
+from ..parser import ParsedModel, parse_model
+from ..parser.roles import Role
 from ..spec import GroupElement, WeightSpec
 from ..errors import GraphError
 from .structure import GraphStructure, graph_structure, ravel, unravel

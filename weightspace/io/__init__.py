@@ -1,22 +1,10 @@
 """Safe checkpoint input/output: `load` any common layout, `save` safetensors atomically.
 
 Pickles are only ever read with `torch.load(weights_only=True)`; a file that would
-run code is refused with UnsafePickleError, naming what it asked for.
+run code is refused with UnsafePickleError, naming what it asked for. Check a loaded
+state dict against a spec with `spec.check(state_dict, where=path)`.
 """
-from __future__ import annotations
-
-from typing import Mapping
-
-import torch
-
-from ..spec import WeightSpec
 from .load import load, load_spec
 from .save import save
 
-
-def check_against_spec(state_dict: Mapping[str, torch.Tensor], spec: WeightSpec, where: str) -> None:
-    """Raise KeyMismatchError/ShapeMismatchError naming `where` if `state_dict` does not fit `spec`."""
-    spec.check(state_dict, where=where)
-
-
-__all__ = ["check_against_spec", "load", "load_spec", "save"]
+__all__ = ["load", "load_spec", "save"]

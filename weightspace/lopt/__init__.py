@@ -12,47 +12,12 @@ per-tensor magnitude control; `bound="none"` gives `nominal + β · f`), with f 
 `GroupContextMLP` (Deep Set over the spec's groups; spec-equivariant, any
 architecture), `GraphMetaNet` (message passing over the parameter graph with the
 graph metanetwork's per-edge head; any architecture; needs torch_geometric) and
-`UNFMetaNet` (UNF equivariant layers over one architecture).
+`UNFMetaNet` (UNF equivariant layers over one architecture); they live in
+`weightspace.lopt.nets`, `.graph_net` and `.unf_net`, the optimizer state in `.features`.
 Meta-training lives in `tasks/lopt`.
 """
-from ..errors import LoptError
-from .features import FeatureConfig, features, init_state, update_state
-from .nets import DeepSetMLP, GroupContextMLP, MetaNet, PerParameterMLP
 from .optimizer import LearnedOptimizer
-from .rule import BOUNDS, NET_KINDS, NOMINALS, LearnedRule, make_net
-from .serialize import clone_rule, load_rule, rule_from_config, save_rule
-from .unf_net import UNFMetaNet, prepare_spec
+from .rule import LearnedRule
+from .serialize import load_rule, save_rule
 
-__all__ = [
-    "BOUNDS",
-    "NET_KINDS",
-    "NOMINALS",
-    "DeepSetMLP",
-    "FeatureConfig",
-    "GraphMetaNet",
-    "GroupContextMLP",
-    "LearnedOptimizer",
-    "LearnedRule",
-    "LoptError",
-    "MetaNet",
-    "PerParameterMLP",
-    "UNFMetaNet",
-    "clone_rule",
-    "features",
-    "init_state",
-    "load_rule",
-    "make_net",
-    "prepare_spec",
-    "rule_from_config",
-    "save_rule",
-    "update_state",
-]
-
-
-def __getattr__(name: str):
-    """`GraphMetaNet` is imported on first use: it needs torch_geometric (the graph extra)."""
-    if name == "GraphMetaNet":
-        from .graph_net import GraphMetaNet
-
-        return GraphMetaNet
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["LearnedOptimizer", "LearnedRule", "load_rule", "save_rule"]

@@ -26,7 +26,9 @@ from torch import nn
 
 from ..graph import GraphStructure, graph_structure
 from ..graph.vocab import EDGE_TYPES
-from ..nn.gmn import EdgeHead, EdgeMPNNLayer, GraphInputs, NodeEncoder, sinusoidal, unflatten_values
+from ..nn.gmn import EdgeMPNNLayer, GraphInputs
+from ..nn.gmn.encoders import NodeEncoder, sinusoidal
+from ..nn.gmn.heads import EdgeHead, unflatten_values
 from ..spec import WeightSpec
 from ..errors import ConfigError, LoptError
 from .nets import Features, MetaNet, _check_channels

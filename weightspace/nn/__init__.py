@@ -14,19 +14,15 @@ Input encoding: `FourierFeatures` (octaves elementwise, so symmetry-neutral; Gau
 per graph edge for the GMNs). Baselines: `FlatMLP`, `StatMLP` (augmentation:
 `weightspace.augment.RandomSymmetry`).
 """
-from .baselines import FlatMLP, StatFeatures, StatMLP
+from .baselines import FlatMLP, StatMLP
 from .batch import WeightSpaceBatch, metanet_spec
-from .chain import ChainLayer, ChainLayout, np_spec
 from .fourier import FourierFeatures
-from .models import EquivariantNetwork, InvariantClassifier, mlp
-from .nfn import ChainCodec, HNPLinear, HNPPool, NPLinear, NPPool
-from .unf import UNFCodec, UNFLinear, UNFPool
-from .unf_basis import Term, UNFBasis, bell, enumerate_terms, set_partitions
+from .models import EquivariantNetwork, InvariantClassifier
+from .nfn import HNPLinear, HNPPool, NPLinear, NPPool
+from .unf import UNFLinear, UNFPool
+from .unf_basis import UNFBasis
 
 __all__ = [
-    "ChainCodec",
-    "ChainLayer",
-    "ChainLayout",
     "EquivariantNetwork",
     "FlatMLP",
     "FourierFeatures",
@@ -35,18 +31,10 @@ __all__ = [
     "InvariantClassifier",
     "NPLinear",
     "NPPool",
-    "StatFeatures",
     "StatMLP",
-    "Term",
     "UNFBasis",
-    "UNFCodec",
     "UNFLinear",
     "UNFPool",
     "WeightSpaceBatch",
-    "bell",
-    "enumerate_terms",
     "metanet_spec",
-    "mlp",
-    "np_spec",
-    "set_partitions",
 ]

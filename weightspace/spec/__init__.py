@@ -1,21 +1,17 @@
-"""The permutation-symmetry spec and its group action."""
+"""The permutation-symmetry spec and its group action, plus exports to Re-Basin and UNF formats."""
 from .element import GroupElement
-from .formats import factored_shapes, perm_to_axes, to_rebasin, to_unf
-from .parts import GROUP_KINDS, Entry, ExtraAction, Factor, FrozenAxis, Group
-from .weight_spec import Member, WeightSpec
+from .formats import to_rebasin, to_unf
+from .parts import Entry, ExtraAction, Factor, FrozenAxis, Group
+from .weight_spec import WeightSpec
 
 __all__ = [
-    "GROUP_KINDS",
     "Entry",
     "ExtraAction",
     "Factor",
     "FrozenAxis",
     "Group",
     "GroupElement",
-    "Member",
     "WeightSpec",
-    "factored_shapes",
-    "perm_to_axes",
     "to_rebasin",
     "to_unf",
 ]

@@ -12,7 +12,8 @@ from typing import Iterable, Mapping
 import torch
 
 from ..errors import ConfigError
-from ..spec import Entry, Factor, Group, GroupElement, Member, WeightSpec
+from ..spec import Entry, Factor, Group, GroupElement, WeightSpec
+from ..spec.weight_spec import Member
 from ._common import as_outputs, default_generator, max_abs_diff, prepare_inputs
 from .equivariance import WeightFn
 

@@ -12,54 +12,30 @@
     new_weights = edit.stacked(g)                             # key -> (G, *shape), equivariant
 
 Mixed architectures: `clf(weightspace.graph.pyg.collate([graph, ...]))` (PyG export,
-read with `graph_inputs`).
+read into `GraphInputs` by `weightspace.nn.gmn.inputs.graph_inputs`).
 
 Layers: `EdgeMPNNLayer` (edge-updating message passing, mean/max/std aggregation),
 `RelationalTransformerLayer` (sparse neighbourhood attention with edge-conditioned
-q/k/v). Encoders: `NodeEncoder`, `EdgeEncoder` (Fourier features per kernel width),
-optional `ProbeFeatures`. Heads: `InvariantReadout`, `EdgeHead`, `NodeHead`, and the
-way back to state dicts (`unflatten_values`, `values_to_state_dicts`, `node_space_outputs`).
+q/k/v). Encoders (`.encoders`: `NodeEncoder`, `EdgeEncoder`, Fourier features per
+kernel width), optional `ProbeFeatures`. Heads: `InvariantReadout`; per-edge and
+per-node heads and the way back to state dicts live in `weightspace.nn.gmn.heads`.
 """
-from ...errors import GMNError
-from .encoders import EdgeEncoder, NodeEncoder, edge_widths, sinusoidal
-from .heads import (
-    EdgeHead,
-    InvariantReadout,
-    NodeHead,
-    node_space_outputs,
-    node_space_spec,
-    stacked_state_dict,
-    unflatten_values,
-    values_to_state_dicts,
-)
-from .inputs import GraphInputs, graph_inputs
+from .encoders import edge_widths
+from .heads import InvariantReadout
+from .inputs import GraphInputs
 from .models import GMNClassifier, GMNEquivariant, GraphMetaNetwork
-from .mpnn import EdgeMPNNLayer, aggregate
-from .probes import ProbeFeatures, probed_units
+from .mpnn import EdgeMPNNLayer
+from .probes import ProbeFeatures
 from .transformer import RelationalTransformerLayer
 
 __all__ = [
-    "EdgeEncoder",
-    "EdgeHead",
     "EdgeMPNNLayer",
     "GMNClassifier",
     "GMNEquivariant",
-    "GMNError",
     "GraphInputs",
     "GraphMetaNetwork",
     "InvariantReadout",
-    "NodeEncoder",
-    "NodeHead",
     "ProbeFeatures",
     "RelationalTransformerLayer",
-    "aggregate",
     "edge_widths",
-    "graph_inputs",
-    "node_space_outputs",
-    "node_space_spec",
-    "probed_units",
-    "sinusoidal",
-    "stacked_state_dict",
-    "unflatten_values",
-    "values_to_state_dicts",
 ]

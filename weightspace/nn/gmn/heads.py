@@ -112,7 +112,7 @@ class NodeHead(nn.Module):
 def unflatten_values(structure: GraphStructure, values: torch.Tensor) -> dict[str, torch.Tensor]:
     """The (batched) state dict a value vector (*batch, V) carries: key -> (*batch, *shape).
 
-    The inverse of `weightspace.graph.flatten_values` for every floating-point entry;
+    The inverse of `weightspace.graph.build.flatten_values` for every floating-point entry;
     non-float extras (BatchNorm's `num_batches_tracked`) and aliases are not values and
     are left out. Differentiable; the output dtype is the values' dtype.
     """

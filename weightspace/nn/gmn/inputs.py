@@ -66,7 +66,7 @@ class GraphInputs:
     def width_slices(self):
         """Per value width w > 0 present in the batch: (w, edge ids (n,), their values' positions
         in `edge_val` (n, w)) — how encoders and heads read the w values each edge carries
-        (`weightspace.graph.edge_buckets`)."""
+        (`weightspace.graph.build.edge_buckets`)."""
         widths = [w for w in torch.unique(self.class_width).tolist() if w > 0]
         return edge_buckets(self.edge_width, self.edge_off, widths)
 
@@ -77,7 +77,7 @@ class GraphInputs:
 
     @classmethod
     def from_values(cls, structure: GraphStructure, values: torch.Tensor) -> "GraphInputs":
-        """B graphs of `structure` carrying flat values (B, V) (`weightspace.graph.flatten_values`).
+        """B graphs of `structure` carrying flat values (B, V) (`weightspace.graph.build.flatten_values`).
 
         The structure's tables for B graphs (`GraphStructure.batch_tables`, derived once per
         batch size and device, shared read-only) plus the values; no PyG object is built."""
