@@ -55,15 +55,23 @@ def _weights(weights: Sequence[float] | None, n: int) -> list[float]:
 
 
 def _task_vectors(tensors: Sequence[torch.Tensor], base: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    return _stack(tensors, dtype) - base.detach().to(dtype)
+    """τ_i = θ_i − θ_base as rows of one new tensor (the subtraction in place: one N-model buffer)."""
+    return _stack(tensors, dtype).sub_(base.detach().to(dtype))
+
+
+def _weighted_sum(rows: Sequence[torch.Tensor], weights: Sequence[float], dtype: torch.dtype) -> torch.Tensor:
+    """Σ w_i row_i, accumulated row by row (no N-model temporary)."""
+    acc = torch.zeros(rows[0].shape, dtype=dtype)
+    for w, row in zip(weights, rows):
+        acc.add_(row.detach().to(dtype), alpha=w)
+    return acc
 
 
 def linear(tensors: Sequence[torch.Tensor], base: torch.Tensor | None, key: str, *, weights=None) -> torch.Tensor:
     """Σ w_i θ_i / Σ w_i (a uniform soup by default)."""
     dtype = compute_dtype(tensors[0])
-    w = torch.tensor(_weights(weights, len(tensors)), dtype=dtype)
-    x = _stack(tensors, dtype)
-    return (torch.tensordot(w, x, dims=1) / w.sum()).to(tensors[0].dtype)
+    w = _weights(weights, len(tensors))
+    return _weighted_sum(tensors, w, dtype).div_(sum(w)).to(tensors[0].dtype)
 
 
 def slerp(tensors: Sequence[torch.Tensor], base: torch.Tensor | None, key: str, *, t: float = 0.5) -> torch.Tensor:
@@ -84,29 +92,41 @@ def task_arithmetic(
 ) -> torch.Tensor:
     """θ_base + λ Σ w_i τ_i."""
     dtype = compute_dtype(base)
-    w = torch.tensor(_weights(weights, len(tensors)), dtype=dtype)
-    tau = torch.tensordot(w, _task_vectors(tensors, base, dtype), dims=1)
-    return (base.detach().to(dtype) + scale * tau).to(tensors[0].dtype)
+    w = _weights(weights, len(tensors))
+    b = base.detach().to(dtype)
+    tau = _weighted_sum(tensors, w, dtype).sub_(b, alpha=sum(w))
+    return tau.mul_(scale).add_(b).to(tensors[0].dtype)
 
 
 def trim(tau: torch.Tensor, density: float) -> torch.Tensor:
-    """Each row of `tau` (one task vector per row) with all but its round(density·n) largest magnitudes zeroed."""
+    """A copy of `tau` (one task vector per row), each row with all but its round(density·n) largest magnitudes zeroed."""
+    return _trim_(tau.clone(), density)
+
+
+def _trim_(tau: torch.Tensor, density: float) -> torch.Tensor:
+    """`trim`, in place."""
     flat = tau.reshape(tau.shape[0], -1)
     k = int(round(density * flat.shape[1]))
     if k >= flat.shape[1]:
         return tau
-    mask = torch.zeros_like(flat, dtype=torch.bool)
-    if k > 0:
-        mask.scatter_(1, flat.abs().topk(k, dim=1).indices, True)
-    return (flat * mask).reshape(tau.shape)
+    for row in flat:  # row by row: the temporaries are one row's, not N models'
+        keep = torch.zeros(row.shape, dtype=torch.bool)
+        if k > 0:
+            keep[row.abs().topk(k).indices] = True
+        row.mul_(keep)
+    return tau
 
 
 def disjoint_mean(tau: torch.Tensor) -> torch.Tensor:
     """TIES' merge of task vectors (rows): elect sign(Σ_i τ_i), average the entries that agree with it."""
     elected = torch.sign(tau.sum(0))
-    agree = (torch.sign(tau) == elected) & (tau != 0)
-    count = agree.sum(0)
-    return torch.where(count > 0, (tau * agree).sum(0) / count.clamp_min(1), torch.zeros_like(elected))
+    total = torch.zeros_like(elected)
+    count = torch.zeros_like(elected)
+    for row in tau:
+        agree = (torch.sign(row) == elected) & (row != 0)
+        total.add_(torch.where(agree, row, 0))
+        count.add_(agree)
+    return torch.where(count > 0, total / count.clamp_min(1), 0)
 
 
 def ties(
@@ -114,8 +134,8 @@ def ties(
 ) -> torch.Tensor:
     """θ_base + λ·disjoint_mean(trim(τ, density))."""
     dtype = compute_dtype(base)
-    merged = disjoint_mean(trim(_task_vectors(tensors, base, dtype), density))
-    return (base.detach().to(dtype) + scale * merged).to(tensors[0].dtype)
+    merged = disjoint_mean(_trim_(_task_vectors(tensors, base, dtype), density))
+    return merged.mul_(scale).add_(base.detach().to(dtype)).to(tensors[0].dtype)
 
 
 def dare_generator(seed: int, key: str, model: int) -> torch.Generator:
@@ -125,12 +145,16 @@ def dare_generator(seed: int, key: str, model: int) -> torch.Generator:
 
 
 def drop(tau: torch.Tensor, p: float, seed: int, key: str) -> torch.Tensor:
-    """DARE: each coordinate of each task vector (row) kept with probability 1-p and rescaled by 1/(1-p)."""
-    rows = []
+    """DARE on a copy of `tau`: each coordinate of each task vector (row) kept with probability 1-p, rescaled by 1/(1-p)."""
+    return _drop_(tau.clone(), p, seed, key)
+
+
+def _drop_(tau: torch.Tensor, p: float, seed: int, key: str) -> torch.Tensor:
+    """`drop`, in place."""
     for i, row in enumerate(tau):
         keep = torch.rand(row.shape, generator=dare_generator(seed, key, i), dtype=torch.float64) >= p
-        rows.append(row * keep / (1 - p))
-    return torch.stack(rows)
+        row.mul_(keep).div_(1 - p)
+    return tau
 
 
 def dare(
@@ -146,12 +170,12 @@ def dare(
 ) -> torch.Tensor:
     """θ_base + λ·combine(drop(τ, p)); combine "linear" (Σ w_i τ̃_i) or "ties" (disjoint mean)."""
     dtype = compute_dtype(base)
-    tau = drop(_task_vectors(tensors, base, dtype), p, seed, key)
+    tau = _drop_(_task_vectors(tensors, base, dtype), p, seed, key)
     if combine == "ties":
         merged = disjoint_mean(tau)
     else:
-        merged = torch.tensordot(torch.tensor(_weights(weights, len(tensors)), dtype=dtype), tau, dims=1)
-    return (base.detach().to(dtype) + scale * merged).to(tensors[0].dtype)
+        merged = _weighted_sum(tau, _weights(weights, len(tensors)), dtype)
+    return merged.mul_(scale).add_(base.detach().to(dtype)).to(tensors[0].dtype)
 
 
 def stock_ratio(tau: torch.Tensor) -> float:
