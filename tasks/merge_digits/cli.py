@@ -4,7 +4,9 @@ Two settings on scikit-learn's digits (embedded), 3 seeds each:
 
 - different inits: two MLPs and two CNN+BN from their own inits, trained on the same
   data; naive linear merge vs linear and SLERP after weight matching and after activation
-  matching (BatchNorm statistics reset on training data for the CNN), test accuracy.
+  matching (BatchNorm statistics reset on training data for the CNN), test accuracy;
+  and two MLPs from their own inits trained on digits 0-4 and 5-9 (the ZipIt! setting),
+  joint accuracy on all ten.
 - same-init fine-tunes: a base trained briefly on all digits, fine-tuned on digits 0-4
   and on 5-9; linear, task arithmetic, TIES, DARE (linear and TIES), model stock, each
   without and with weight alignment to the base; joint test accuracy on all ten digits.
@@ -48,12 +50,14 @@ def _state(model) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def different_inits(kind: str, seed: int) -> dict[str, float]:
-    """Test accuracy of both endpoints and of each merge of two independently initialised models."""
+def different_inits(kind: str, seed: int, halves: bool = False) -> dict[str, float]:
+    """Test accuracy (all ten digits) of both endpoints and of each merge of two independently
+    initialised models, trained on all digits or (`halves`) on digits 0-4 and 5-9."""
     x, y, xt, yt = digits()
     epochs = {"mlp": 30, "cnn_bn": 8}[kind]
-    a = train(build(kind, 2 * seed + 1), x, y, 2 * seed + 1, epochs)
-    b = train(build(kind, 2 * seed + 2), x, y, 2 * seed + 2, epochs)
+    keep = [torch.isin(y, torch.arange(0, 5)), torch.isin(y, torch.arange(5, 10))] if halves else [slice(None)] * 2
+    a = train(build(kind, 2 * seed + 1), x[keep[0]], y[keep[0]], 2 * seed + 1, epochs)
+    b = train(build(kind, 2 * seed + 2), x[keep[1]], y[keep[1]], 2 * seed + 2, epochs)
     spec = _spec(a, x)
     sd_a, sd_b = _state(a), _state(b)
     data = [(x[i : i + 200], y[i : i + 200]) for i in range(0, 1200, 200)]
@@ -119,11 +123,13 @@ def main(args: argparse.Namespace) -> dict:
     result = {"seeds": list(args.seeds), "metric": "test accuracy (597 held-out digits), mean and std over seeds"}
     for kind in ("mlp", "cnn_bn"):
         result[f"different_inits_{kind}"] = _summary([different_inits(kind, s) for s in args.seeds])
+    result["different_inits_mlp_disjoint_halves"] = _summary([different_inits("mlp", s, halves=True) for s in args.seeds])
     result["finetunes_mlp_joint"] = _summary([fine_tunes(s) for s in args.seeds])
     result["seconds"] = round(time.perf_counter() - start, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "results.json", result)
-    for key in ("different_inits_mlp", "different_inits_cnn_bn", "finetunes_mlp_joint"):
+    for key in ("different_inits_mlp", "different_inits_cnn_bn", "different_inits_mlp_disjoint_halves",
+                "finetunes_mlp_joint"):
         print(_table(key, result[key]))
     print(f"written to {args.out / 'results.json'} in {result['seconds']} s")
     return result

@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from ..io import load, save
 from ..io.load import checkpoint_files
 from ..io.paths import check_output
-from ..io.save import write_json
+from ..io.save import write_atomic, write_json
 from ..io.safetensors_file import SPEC_KEY
 from ..spec import GroupElement, WeightSpec
 from .combine import check_models, merge_entry
@@ -207,8 +207,6 @@ def _copy_side_files(first: str | Path, out: Path) -> list[Path]:
     for name in _HF_SIDE_FILES:
         src = first / name
         if src.is_file() and not src.is_symlink():
-            from ..io.save import write_atomic
-
             data = src.read_bytes()
             write_atomic(out / name, lambda tmp: tmp.write_bytes(data))
             copied.append(out / name)
