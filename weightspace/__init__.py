@@ -30,7 +30,7 @@ _LAZY = {
 }
 
 
-_SUBPACKAGES = ("align", "augment", "examples", "graph", "io", "lopt", "nn", "parser", "spec", "testing")
+_SUBPACKAGES = ("align", "augment", "examples", "graph", "io", "lopt", "merge", "nn", "parser", "spec", "testing")
 
 
 def __getattr__(name):

@@ -17,6 +17,7 @@ from ..errors import WeightspaceError
 SUBCOMMANDS = {
     "inspect": "weightspace.cli.inspect",
     "align": "weightspace.cli.align",
+    "merge": "weightspace.cli.merge",
 }
 
 

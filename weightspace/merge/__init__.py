@@ -1,0 +1,39 @@
+"""Model merging in a common frame: soups, SLERP, task arithmetic, TIES, DARE, model stock.
+
+    import weightspace as ws
+    merged = ws.merge.merge_models([sd_a, sd_b], "linear", spec=spec, align="weight").state_dict
+    tuned = ws.merge.merge_models(finetunes, "ties", base=sd_base, density=0.2).state_dict
+    ws.merge.merge_files(["a/", "b/"], "out/", "slerp", t=0.5)   # streaming, safetensors in and out
+
+Each method is a per-entry kernel (`weightspace.merge.methods`); `merge_models` merges
+state dicts in memory, optionally after permuting every model onto an anchor with
+weight, activation or STE matching and followed by BatchNorm reset or REPAIR (all from
+`weightspace.align`); `merge_files` streams the same kernels over safetensors
+checkpoints one entry at a time. Only floating-point entries are merged; integer
+buffers (num_batches_tracked) come from the anchor, model 0.
+"""
+from .api import GreedySoup, MergedModel, greedy_soup, merge_models
+from .combine import check_models, combine
+from .frame import ALIGNMENTS
+from .lazy import LazyCheckpoint
+from .methods import METHODS, Method, disjoint_mean, drop, stock_ratio, trim
+from .stream import StreamReport, merge_files
+
+__all__ = [
+    "ALIGNMENTS",
+    "METHODS",
+    "GreedySoup",
+    "LazyCheckpoint",
+    "MergedModel",
+    "Method",
+    "StreamReport",
+    "check_models",
+    "combine",
+    "disjoint_mean",
+    "drop",
+    "greedy_soup",
+    "merge_files",
+    "merge_models",
+    "stock_ratio",
+    "trim",
+]
