@@ -20,8 +20,11 @@ PUBLIC = {
     ],
     "weightspace.parser": ["ParsedModel", "infer_spec", "parse", "parse_model"],
     "weightspace.io": ["load", "load_spec", "save"],
+    "weightspace.merge": [
+        "GreedySoup", "MergedModel", "StreamReport", "greedy_soup", "merge_files", "merge_models",
+    ],
     "weightspace.align": [
-        "LossPath", "Matching", "SteMatching", "activation_matching", "barrier", "interpolate", "merge",
+        "LossPath", "Matching", "SteMatching", "activation_matching", "barrier", "interpolate",
         "merge_many", "plot_paths", "repair", "reset_batchnorm", "ste_matching", "weight_matching",
     ],
     "weightspace.augment": [

@@ -52,10 +52,12 @@ def test_merge_many_recovers_a_common_frame():
 
 
 def test_merge_returns_aligned_interpolation():
+    from weightspace.merge import merge_models
+
     model, _, spec = parsed("mlp")
     a = state(model)
     b = spec.apply(a, spec.random_element(torch.Generator().manual_seed(9)))
-    merged, g = align.merge(spec, a, b, alpha=0.5)
+    merged = merge_models([a, b], "linear", spec=spec, align="weight").state_dict
     assert all(torch.allclose(merged[k], a[k]) for k in a)
 
 

@@ -8,7 +8,8 @@ import torch
 from weightspace import align
 from weightspace.align.identity import output_change
 from weightspace.errors import ConfigError
-from weightspace.merge import combine, merge_models
+from weightspace.merge import merge_models
+from weightspace.merge.combine import combine
 
 from tests.align.digits import batches, digits, mlp, cnn, train
 from tests.align.models import noisy, parsed, snapshot, state, unchanged

@@ -8,7 +8,9 @@ import torch
 
 import weightspace as ws
 from weightspace.errors import ConfigError, KeyMismatchError, ShapeMismatchError
-from weightspace.merge import combine, disjoint_mean, drop, greedy_soup, stock_ratio, trim
+from weightspace.merge import greedy_soup
+from weightspace.merge.combine import combine
+from weightspace.merge.methods import disjoint_mean, drop, stock_ratio, trim
 from weightspace.merge.methods import dare_generator
 
 

@@ -8,7 +8,8 @@ import torch
 
 import weightspace as ws
 from weightspace.errors import ConfigError, KeyMismatchError, OutputIsInputError, ShapeMismatchError
-from weightspace.merge import LazyCheckpoint, merge_files, merge_models
+from weightspace.merge import merge_files, merge_models
+from weightspace.merge.lazy import LazyCheckpoint
 
 from tests.align.models import noisy, parsed, state
 

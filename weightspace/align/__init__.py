@@ -13,7 +13,7 @@ from .activation_matching import activation_matching
 from .barrier import LossPath, barrier
 from .bn_reset import reset_batchnorm
 from .interpolate import interpolate
-from .merge import merge, merge_many
+from .merge import merge_many
 from .plot import plot_paths
 from .repair import repair
 from .ste import SteMatching, ste_matching
@@ -26,7 +26,6 @@ __all__ = [
     "activation_matching",
     "barrier",
     "interpolate",
-    "merge",
     "merge_many",
     "plot_paths",
     "repair",

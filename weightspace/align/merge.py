@@ -1,4 +1,7 @@
-"""Merging: the aligned interpolation of two models, and MergeMany (Ainsworth et al. 2023, Alg. 2)."""
+"""MergeMany (Ainsworth et al. 2023, Alg. 2): align many models to their running mean.
+
+Merge methods over an aligned frame (soups, SLERP, TIES, ...) live in `weightspace.merge`.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,15 +16,6 @@ from .pair import check_pair
 from .weight_matching import weight_matching
 
 StateDict = Mapping[str, torch.Tensor]
-
-
-def merge(
-    spec: WeightSpec, sd_a: StateDict, sd_b: StateDict, alpha: float = 0.5, g: GroupElement | None = None, **match
-) -> tuple[dict[str, torch.Tensor], GroupElement]:
-    """(1-α)·A + α·(g·B) with g from weight matching unless given; returns (merged, g)."""
-    if g is None:
-        g = weight_matching(spec, sd_a, sd_b, **match).element
-    return interpolate(sd_a, spec.apply(sd_b, g), alpha), g
 
 
 def _mean(sds: Sequence[StateDict]) -> dict[str, torch.Tensor]:

@@ -34,7 +34,7 @@ def shard_bytes(text: str) -> int:
 
 
 def add_parser(sub) -> None:
-    from ..merge import METHODS
+    from ..merge.methods import METHODS
 
     p = sub.add_parser("merge", help="merge checkpoints (soups, SLERP, task arithmetic, TIES, DARE, model stock)")
     p.add_argument("models", nargs="+", help="checkpoints to merge (safetensors, sharded index, HF folder)")
@@ -55,7 +55,7 @@ def add_parser(sub) -> None:
 
 
 def _options(args: argparse.Namespace) -> dict:
-    from ..merge import METHODS
+    from ..merge.methods import METHODS
 
     given = {name: getattr(args, name) for name in ("weights", "t", "density", "p", "combine", "scale")}
     options = {k: v for k, v in given.items() if v is not None}

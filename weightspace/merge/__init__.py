@@ -13,27 +13,6 @@ checkpoints one entry at a time. Only floating-point entries are merged; integer
 buffers (num_batches_tracked) come from the anchor, model 0.
 """
 from .api import GreedySoup, MergedModel, greedy_soup, merge_models
-from .combine import check_models, combine
-from .frame import ALIGNMENTS
-from .lazy import LazyCheckpoint
-from .methods import METHODS, Method, disjoint_mean, drop, stock_ratio, trim
 from .stream import StreamReport, merge_files
 
-__all__ = [
-    "ALIGNMENTS",
-    "METHODS",
-    "GreedySoup",
-    "LazyCheckpoint",
-    "MergedModel",
-    "Method",
-    "StreamReport",
-    "check_models",
-    "combine",
-    "disjoint_mean",
-    "drop",
-    "greedy_soup",
-    "merge_files",
-    "merge_models",
-    "stock_ratio",
-    "trim",
-]
+__all__ = ["GreedySoup", "MergedModel", "StreamReport", "greedy_soup", "merge_files", "merge_models"]
