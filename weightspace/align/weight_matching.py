@@ -72,6 +72,7 @@ class _Problem:
     slots: dict[str, list[tuple[str, int]]]
     sizes: dict[str, int]
     pairs: dict[str, dict[str, list[tuple[str, int, int]]]] = field(default_factory=dict)
+    cache: dict[tuple[str, int], "_SlotCache"] = field(default_factory=dict)
     a_flat: dict[str, torch.Tensor] = field(init=False)
 
     def __post_init__(self):
@@ -104,26 +105,53 @@ def _problem(spec: WeightSpec, sd_a, sd_b, keys: list[str], n: int, dtype: torch
     return _Problem(spec, n, a, b, slots, sizes, pairs)
 
 
-def _contract_pair(ta: torch.Tensor, tb: torch.Tensor, dim: int) -> torch.Tensor:
-    """M[i, k] = <ta at index i of `dim`, tb at index k of `dim`> (BLAS on strided views where possible)."""
-    if ta.dim() == 1:
-        return torch.outer(ta, tb)
-    if ta.dim() == 2:
-        return ta @ tb.T if dim == 0 else ta.T @ tb
-    rest = list(range(1, ta.dim()))
-    return torch.tensordot(ta.movedim(dim, 0), tb.movedim(dim, 0), dims=(rest, rest))
+@dataclass
+class _SlotCache:
+    """One slot's contraction M[p, i, j] = <A at i, B'' at j> and the B'' it was computed from.
+
+    B'' is B' with the slot's own group undone along its dim, laid out (pairs, n, rest):
+    it changes only where another group acting on the same tensor moved, and only in
+    the columns (`rest` positions) that group moved, so M follows with a product over
+    those columns alone.
+    """
+
+    a: torch.Tensor
+    b: torch.Tensor | None = None
+    m: torch.Tensor | None = None
 
 
-def _contract(ta: torch.Tensor, tb: torch.Tensor, dim: int) -> torch.Tensor:
-    """`_contract_pair` of every pair along the leading dim: (B, n, n), one batched product."""
-    if ta.shape[0] == 1:  # one pair: plain matrix products (a batch-1 bmm is slower on CPU)
-        return _contract_pair(ta[0], tb[0], dim - 1).unsqueeze(0)
-    if ta.dim() == 2:
-        return ta.unsqueeze(2) * tb.unsqueeze(1)
-    n = ta.shape[dim]
-    x = ta.movedim(dim, 1).reshape(ta.shape[0], n, -1)
-    y = tb.movedim(dim, 1).reshape(tb.shape[0], n, -1)
+def _rows_matrix(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """(pairs, n, rest): `t` with `dim` second and the other entry dims flattened."""
+    return t.movedim(dim, 1).reshape(t.shape[0], t.shape[dim], -1)
+
+
+def _product(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """x @ yᵀ per pair, (pairs, n, n) (one pair: a plain matrix product; a batch-1 bmm is slower on CPU)."""
+    if x.shape[0] == 1:
+        return (x[0] @ y[0].T).unsqueeze(0)
     return x @ y.transpose(1, 2)
+
+
+def _slot_similarity(p: _Problem, key: str, dim: int, undo: torch.Tensor) -> torch.Tensor:
+    """M (pairs, n, n) of one slot for every pair, updated from its cache where few columns moved."""
+    cache = p.cache.get((key, dim))
+    if cache is None:
+        cache = p.cache[(key, dim)] = _SlotCache(_rows_matrix(p.a[key], dim).contiguous())
+    y = _rows_matrix(p.factored(key), dim)
+    if undo.shape[0] == 1:
+        y = y.index_select(1, undo[0])
+    else:
+        y = y.gather(1, undo.unsqueeze(2).expand(-1, -1, y.shape[2]))
+    if cache.m is not None:
+        moved = (y != cache.b).any(1).any(0).nonzero().squeeze(1)
+        if len(moved) == 0:
+            return cache.m
+        if 2 * len(moved) <= y.shape[2]:
+            delta = y.index_select(2, moved) - cache.b.index_select(2, moved)
+            cache.m, cache.b = cache.m + _product(cache.a.index_select(2, moved), delta), y
+            return cache.m
+    cache.m, cache.b = _product(cache.a, y), y
+    return cache.m
 
 
 def _neighbors(p: _Problem) -> dict[str, set[str]]:
@@ -150,15 +178,18 @@ def _rows(t: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
 
 
 def _similarity(p: _Problem, name: str, perms: Perms, rows=None, skip: frozenset = frozenset()) -> torch.Tensor:
-    """C[p, i, j] = <A at i, B with the group's current permutation undone at j>, summed over slots."""
+    """C[p, i, j] = <A at i, B with the group's current permutation undone at j>, summed over slots.
+
+    Computed for every pair (the slot caches hold all pairs), then the pairs `rows` taken.
+    """
     n = p.sizes[name]
     dtype = p.a[p.slots[name][0][0]].dtype
-    m = torch.zeros(p.batch if rows is None else len(rows), n, n, dtype=dtype)
+    m = torch.zeros(p.batch, n, n, dtype=dtype)
+    undo = torch.argsort(perms[name], dim=-1)
     for key, dim in p.slots[name]:
         if (key, dim) not in skip:
-            m += _contract(_rows(p.a[key], rows), _rows(p.factored(key), rows), dim)
-    undo = torch.argsort(_rows(perms[name], rows), dim=-1)
-    return m.gather(2, undo.unsqueeze(1).expand(-1, n, -1)).to(torch.float64)
+            m += _slot_similarity(p, key, dim, undo)
+    return _rows(m, rows).to(torch.float64)
 
 
 def _set(p: _Problem, new: Perms, perms: Perms, rows: torch.Tensor | None = None) -> None:
