@@ -38,6 +38,7 @@ from .lap import assignment_value, best_permutation
 from .pair import check_pair, float_keys
 
 Perms = dict[str, torch.Tensor]  # per group: permutations (B, n), or move counts (B,)
+CACHED_MIN = 1 << 15  # elements per pair from which a slot's contraction is cached (`_SlotCache`)
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,28 @@ def _slot_similarity(p: _Problem, key: str, dim: int, undo: torch.Tensor) -> tor
     return cache.m
 
 
+def _contract_pair(ta: torch.Tensor, tb: torch.Tensor, dim: int) -> torch.Tensor:
+    """M[i, k] = <ta at index i of `dim`, tb at index k of `dim`> (BLAS on strided views where possible)."""
+    if ta.dim() == 1:
+        return torch.outer(ta, tb)
+    if ta.dim() == 2:
+        return ta @ tb.T if dim == 0 else ta.T @ tb
+    rest = list(range(1, ta.dim()))
+    return torch.tensordot(ta.movedim(dim, 0), tb.movedim(dim, 0), dims=(rest, rest))
+
+
+def _contract(ta: torch.Tensor, tb: torch.Tensor, dim: int) -> torch.Tensor:
+    """`_contract_pair` of every pair along the leading dim: (B, n, n), one batched product."""
+    if ta.shape[0] == 1:  # one pair: plain matrix products (a batch-1 bmm is slower on CPU)
+        return _contract_pair(ta[0], tb[0], dim - 1).unsqueeze(0)
+    if ta.dim() == 2:
+        return ta.unsqueeze(2) * tb.unsqueeze(1)
+    n = ta.shape[dim]
+    x = ta.movedim(dim, 1).reshape(ta.shape[0], n, -1)
+    y = tb.movedim(dim, 1).reshape(tb.shape[0], n, -1)
+    return x @ y.transpose(1, 2)
+
+
 def _neighbors(p: _Problem) -> dict[str, set[str]]:
     """Groups whose permutation the similarity of each group depends on."""
     at_key: dict[str, list[str]] = {}
@@ -181,14 +204,21 @@ def _similarity(p: _Problem, name: str, perms: Perms, rows=None, skip: frozenset
     """C[p, i, j] = <A at i, B with the group's current permutation undone at j>, summed over slots.
 
     Computed for every pair (the slot caches hold all pairs), then the pairs `rows` taken.
+    Tensors under `CACHED_MIN` elements are contracted afresh (cheaper than a cache's bookkeeping).
     """
     n = p.sizes[name]
     dtype = p.a[p.slots[name][0][0]].dtype
-    m = torch.zeros(p.batch, n, n, dtype=dtype)
     undo = torch.argsort(perms[name], dim=-1)
+    direct = torch.zeros(p.batch, n, n, dtype=dtype)
+    cached = torch.zeros(p.batch, n, n, dtype=dtype)
     for key, dim in p.slots[name]:
-        if (key, dim) not in skip:
-            m += _slot_similarity(p, key, dim, undo)
+        if (key, dim) in skip:
+            continue
+        if p.a[key][0].numel() >= CACHED_MIN:
+            cached += _slot_similarity(p, key, dim, undo)
+        else:
+            direct += _contract(p.a[key], p.factored(key), dim)
+    m = direct.gather(2, undo.unsqueeze(1).expand(-1, n, -1)).add_(cached)
     return _rows(m, rows).to(torch.float64)
 
 
