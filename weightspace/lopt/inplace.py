@@ -63,13 +63,13 @@ def _raw_features_into(
     """`features.raw_features` written into `out` (R, *shape); returns (out, inv_rms (R,), time (T,))."""
     eps, m = config.eps, len(config.momentum_decays)
     momenta, rms = state["momenta"], state["rms"]
-    rsqrt = torch.rsqrt(rms * inv_v + eps)
     out[0].copy_(param)
     out[1].copy_(grad)
     out[2 : 2 + m].copy_(momenta)
-    torch.sqrt(rms + eps, out=out[2 + m])
-    torch.mul(grad, rsqrt, out=out[3 + m])
+    torch.add(rms, eps, out=out[2 + m]).sqrt_()
+    rsqrt = torch.mul(rms, inv_v, out=out[3 + m]).add_(eps).rsqrt_()  # g/sqrt(v) is built on it, last
     torch.mul(momenta, rsqrt.unsqueeze(0), out=out[4 + m :])
+    rsqrt.mul_(grad)
     flat = out.reshape(out.shape[0], -1)
     square = torch.linalg.vector_norm(flat, dim=1).square_() / max(flat.shape[1], 1)
     scales = torch.tensor(config.time_scales, dtype=param.dtype, device=param.device)
