@@ -298,17 +298,19 @@ class GroupContextMLP(MetaNet):
         `pre` (H, N) is the layer's per-element map without bias (overwritten), `vec` (H,)
         its bias plus tensor context, `ctx` group -> (H, |g|) the mapped group contexts.
         """
-        y = pre.add_(vec.unsqueeze(1))
         members = plan.members[key]
-        if members:
-            factored = plan.factored[key]
-            y = y.reshape(y.shape[0], *factored)
-            for d, g in members:
-                view = [1] * len(factored)
-                view[d] = factored[d]
-                y = y.add_(ctx[g].reshape(y.shape[0], *view), alpha=1.0 / len(members))
-            y = y.reshape(pre.shape)
-        return torch.relu_(y)
+        if not members:
+            return torch.relu_(pre.add_(vec.unsqueeze(1)))
+        factored = plan.factored[key]
+        y = pre.reshape(pre.shape[0], *factored)
+        for i, (d, g) in enumerate(members):
+            view = [1] * len(factored)
+            view[d] = factored[d]
+            c = ctx[g] / len(members)
+            if i == 0:  # the bias and tensor context ride on the first broadcast: one pass fewer
+                c = c + vec.unsqueeze(1)
+            y = y.add_(c.reshape(y.shape[0], *view))
+        return torch.relu_(y.reshape(pre.shape))
 
     def forward_fused(
         self, raw: Features, inv_rms: Features, time: Features, spec: WeightSpec | None = None
