@@ -23,6 +23,10 @@ per group member, the linear assignments run per pair (scipy has no batched
 solver), and each pair stops on its own once a sweep brings no gain. B' is kept
 permuted in place of a copy per step; a group update moves only the tensors that
 group touches, through the spec's own action (`WeightSpec.apply`).
+
+Large slots keep their contraction between solves and update it on the columns
+another group moved (`_SlotCache`); the tensors and contractions stay on the state
+dicts' device (CUDA included), the permutations, solves and bookkeeping on the CPU.
 """
 from __future__ import annotations
 
@@ -208,9 +212,10 @@ def _similarity(p: _Problem, name: str, perms: Perms, rows=None, skip: frozenset
     """
     n = p.sizes[name]
     dtype = p.a[p.slots[name][0][0]].dtype
-    undo = torch.argsort(perms[name], dim=-1)
-    direct = torch.zeros(p.batch, n, n, dtype=dtype)
-    cached = torch.zeros(p.batch, n, n, dtype=dtype)
+    device = p.a[p.slots[name][0][0]].device
+    undo = torch.argsort(perms[name], dim=-1).to(device)
+    direct = torch.zeros(p.batch, n, n, dtype=dtype, device=device)
+    cached = torch.zeros(p.batch, n, n, dtype=dtype, device=device)
     for key, dim in p.slots[name]:
         if (key, dim) in skip:
             continue
@@ -219,7 +224,7 @@ def _similarity(p: _Problem, name: str, perms: Perms, rows=None, skip: frozenset
         else:
             direct += _contract(p.a[key], p.factored(key), dim)
     m = direct.gather(2, undo.unsqueeze(1).expand(-1, n, -1)).add_(cached)
-    return _rows(m, rows).to(torch.float64)
+    return _rows(m.to("cpu", torch.float64), rows)
 
 
 def _set(p: _Problem, new: Perms, perms: Perms, rows: torch.Tensor | None = None) -> None:
@@ -250,10 +255,10 @@ def _objective(p: _Problem, rows: torch.Tensor | None = None) -> torch.Tensor:
     if p.batch == 1:  # one pair: BLAS dot products, the J a single matching reports
         return torch.tensor([float(sum(torch.dot(p.a_flat[k][0], flat_b[k][0]) for k in p.a))], dtype=torch.float64)
     pick = slice(None) if rows is None else rows
-    out = torch.zeros(p.batch if rows is None else len(rows), dtype=torch.float64)
+    out = 0
     for k in p.a:
-        out += (p.a_flat[k][pick] * flat_b[k][pick]).sum(1)
-    return out
+        out = out + (p.a_flat[k][pick] * flat_b[k][pick]).sum(1)
+    return out.cpu()
 
 
 def _hierarchical(p: _Problem, outer: str, perms: Perms, row: int) -> Perms:
@@ -270,7 +275,7 @@ def _hierarchical(p: _Problem, outer: str, perms: Perms, row: int) -> Perms:
         for key, dg, di in where:
             ta = p.a[key][row].movedim((dg - 1, di - 1), (0, 1))
             tb = p.factored(key)[row].movedim((dg - 1, di - 1), (0, 1))
-            t = torch.tensordot(ta, tb, dims=(list(range(2, ta.dim())),) * 2).to(torch.float64)
+            t = torch.tensordot(ta, tb, dims=(list(range(2, ta.dim())),) * 2).to("cpu", torch.float64)
             s += t[:, :, inv_o][:, :, :, inv_i]
         s = s.permute(0, 2, 1, 3)
         inner_only = _similarity(p, inner, perms, at, skip=frozenset((key, di) for key, _, di in where))[0]
