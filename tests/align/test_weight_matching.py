@@ -117,3 +117,40 @@ def test_bad_batch_arguments_raise_align_error():
     batched = spec.random_element(torch.Generator().manual_seed(0), batch_shape=(2,))
     with pytest.raises(AlignError, match=r"init has batch shape \(2,\)"):
         weight_matching(spec, a, a, init=batched)
+
+
+@pytest.mark.parametrize("batch", [0, 1])
+def test_cached_similarities_give_the_fresh_contractions_answer(batch, monkeypatch):
+    import importlib
+
+    from weightspace.testing import random_mlp_spec
+
+    wm = importlib.import_module("weightspace.align.weight_matching")  # the module, not the function
+
+    spec = random_mlp_spec([40, 256, 256, 256, 10])  # 256x256 slots: cached (>= CACHED_MIN elements)
+    gen = torch.Generator().manual_seed(5)
+    pairs = [(random_weights(spec, gen), random_weights(spec, gen)) for _ in range(2)]
+    if batch:
+        a, b = ({k: torch.stack([p[i][k] for p in pairs]) for k in spec.entries} for i in (0, 1))
+    else:
+        a, b = pairs[0]
+    cached = weight_matching(spec, a, b, batch_dims=batch)
+    assert cached.sweeps > 2  # several sweeps: the caches were updated, not only filled
+    monkeypatch.setattr(wm, "CACHED_MIN", 1 << 62)
+    fresh = weight_matching(spec, a, b, batch_dims=batch)
+    assert _same_perms(cached.element, fresh.element, spec.groups)
+    torch.testing.assert_close(torch.as_tensor(cached.objective), torch.as_tensor(fresh.objective), rtol=1e-6, atol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ["mlp", "resnet_blocks"])
+def test_recovers_planted_permutation_on_cuda(name):
+    model, _, spec = parsed(name)
+    a = {k: v.cuda() for k, v in state(model).items()}
+    planted = spec.random_element(torch.Generator().manual_seed(3))
+    b = spec.apply(a, planted)
+    m = weight_matching(spec, a, b)
+    assert _same_perms(m.element, planted.inverse(), spec.groups)
+    batched = weight_matching(spec, {k: torch.stack([v, v]) for k, v in a.items()},
+                              {k: torch.stack([v, b[k]]) for k, v in a.items()}, batch_dims=1)
+    assert _same_perms(batched.element.index(1), planted.inverse(), spec.groups)

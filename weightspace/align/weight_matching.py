@@ -23,6 +23,10 @@ per group member, the linear assignments run per pair (scipy has no batched
 solver), and each pair stops on its own once a sweep brings no gain. B' is kept
 permuted in place of a copy per step; a group update moves only the tensors that
 group touches, through the spec's own action (`WeightSpec.apply`).
+
+Large slots keep their contraction between solves and update it on the columns
+another group moved (`_SlotCache`); the tensors and contractions stay on the state
+dicts' device (CUDA included), the permutations, solves and bookkeeping on the CPU.
 """
 from __future__ import annotations
 
@@ -38,6 +42,7 @@ from .lap import assignment_value, best_permutation
 from .pair import check_pair, float_keys
 
 Perms = dict[str, torch.Tensor]  # per group: permutations (B, n), or move counts (B,)
+CACHED_MIN = 1 << 15  # elements per pair from which a slot's contraction is cached (`_SlotCache`)
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,7 @@ class _Problem:
     slots: dict[str, list[tuple[str, int]]]
     sizes: dict[str, int]
     pairs: dict[str, dict[str, list[tuple[str, int, int]]]] = field(default_factory=dict)
+    cache: dict[tuple[str, int], "_SlotCache"] = field(default_factory=dict)
     a_flat: dict[str, torch.Tensor] = field(init=False)
 
     def __post_init__(self):
@@ -102,6 +108,55 @@ def _problem(spec: WeightSpec, sd_a, sd_b, keys: list[str], n: int, dtype: torch
             dim += len(axis)
     sizes = {name: g.size for name, g in spec.groups.items()}
     return _Problem(spec, n, a, b, slots, sizes, pairs)
+
+
+@dataclass
+class _SlotCache:
+    """One slot's contraction M[p, i, j] = <A at i, B'' at j> and the B'' it was computed from.
+
+    B'' is B' with the slot's own group undone along its dim, laid out (pairs, n, rest):
+    it changes only where another group acting on the same tensor moved, and only in
+    the columns (`rest` positions) that group moved, so M follows with a product over
+    those columns alone.
+    """
+
+    a: torch.Tensor
+    b: torch.Tensor | None = None
+    m: torch.Tensor | None = None
+
+
+def _rows_matrix(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """(pairs, n, rest): `t` with `dim` second and the other entry dims flattened."""
+    return t.movedim(dim, 1).reshape(t.shape[0], t.shape[dim], -1)
+
+
+def _product(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """x @ yᵀ per pair, (pairs, n, n) (one pair: a plain matrix product; a batch-1 bmm is slower on CPU)."""
+    if x.shape[0] == 1:
+        return (x[0] @ y[0].T).unsqueeze(0)
+    return x @ y.transpose(1, 2)
+
+
+def _slot_similarity(p: _Problem, key: str, dim: int, undo: torch.Tensor) -> torch.Tensor:
+    """M (pairs, n, n) of one slot for every pair, updated from its cache where few columns moved."""
+    cache = p.cache.get((key, dim))
+    if cache is None:
+        cache = p.cache[(key, dim)] = _SlotCache(_rows_matrix(p.a[key], dim).contiguous())
+    y = _rows_matrix(p.factored(key), dim)
+    if undo.shape[0] == 1:
+        y = y.index_select(1, undo[0])
+    else:
+        y = y.gather(1, undo.unsqueeze(2).expand(-1, -1, y.shape[2]))
+    if cache.m is not None:
+        moved = (y != cache.b).any(1).any(0).nonzero().squeeze(1)
+        if len(moved) == 0:
+            return cache.m
+        if 2 * len(moved) <= y.shape[2]:
+            delta = y.index_select(2, moved) - cache.b.index_select(2, moved)
+            cache.m, cache.b = cache.m + _product(cache.a.index_select(2, moved), delta), y
+            return cache.m
+    cache.m, cache.b = _product(cache.a, y), y
+    return cache.m
 
 
 def _contract_pair(ta: torch.Tensor, tb: torch.Tensor, dim: int) -> torch.Tensor:
@@ -150,15 +205,26 @@ def _rows(t: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
 
 
 def _similarity(p: _Problem, name: str, perms: Perms, rows=None, skip: frozenset = frozenset()) -> torch.Tensor:
-    """C[p, i, j] = <A at i, B with the group's current permutation undone at j>, summed over slots."""
+    """C[p, i, j] = <A at i, B with the group's current permutation undone at j>, summed over slots.
+
+    Computed for every pair (the slot caches hold all pairs), then the pairs `rows` taken.
+    Tensors under `CACHED_MIN` elements are contracted afresh (cheaper than a cache's bookkeeping).
+    """
     n = p.sizes[name]
     dtype = p.a[p.slots[name][0][0]].dtype
-    m = torch.zeros(p.batch if rows is None else len(rows), n, n, dtype=dtype)
+    device = p.a[p.slots[name][0][0]].device
+    undo = torch.argsort(perms[name], dim=-1).to(device)
+    direct = torch.zeros(p.batch, n, n, dtype=dtype, device=device)
+    cached = torch.zeros(p.batch, n, n, dtype=dtype, device=device)
     for key, dim in p.slots[name]:
-        if (key, dim) not in skip:
-            m += _contract(_rows(p.a[key], rows), _rows(p.factored(key), rows), dim)
-    undo = torch.argsort(_rows(perms[name], rows), dim=-1)
-    return m.gather(2, undo.unsqueeze(1).expand(-1, n, -1)).to(torch.float64)
+        if (key, dim) in skip:
+            continue
+        if p.a[key][0].numel() >= CACHED_MIN:
+            cached += _slot_similarity(p, key, dim, undo)
+        else:
+            direct += _contract(p.a[key], p.factored(key), dim)
+    m = direct.gather(2, undo.unsqueeze(1).expand(-1, n, -1)).add_(cached)
+    return _rows(m.to("cpu", torch.float64), rows)
 
 
 def _set(p: _Problem, new: Perms, perms: Perms, rows: torch.Tensor | None = None) -> None:
@@ -189,10 +255,10 @@ def _objective(p: _Problem, rows: torch.Tensor | None = None) -> torch.Tensor:
     if p.batch == 1:  # one pair: BLAS dot products, the J a single matching reports
         return torch.tensor([float(sum(torch.dot(p.a_flat[k][0], flat_b[k][0]) for k in p.a))], dtype=torch.float64)
     pick = slice(None) if rows is None else rows
-    out = torch.zeros(p.batch if rows is None else len(rows), dtype=torch.float64)
+    out = 0
     for k in p.a:
-        out += (p.a_flat[k][pick] * flat_b[k][pick]).sum(1)
-    return out
+        out = out + (p.a_flat[k][pick] * flat_b[k][pick]).sum(1)
+    return out.cpu()
 
 
 def _hierarchical(p: _Problem, outer: str, perms: Perms, row: int) -> Perms:
@@ -209,7 +275,7 @@ def _hierarchical(p: _Problem, outer: str, perms: Perms, row: int) -> Perms:
         for key, dg, di in where:
             ta = p.a[key][row].movedim((dg - 1, di - 1), (0, 1))
             tb = p.factored(key)[row].movedim((dg - 1, di - 1), (0, 1))
-            t = torch.tensordot(ta, tb, dims=(list(range(2, ta.dim())),) * 2).to(torch.float64)
+            t = torch.tensordot(ta, tb, dims=(list(range(2, ta.dim())),) * 2).to("cpu", torch.float64)
             s += t[:, :, inv_o][:, :, :, inv_i]
         s = s.permute(0, 2, 1, 3)
         inner_only = _similarity(p, inner, perms, at, skip=frozenset((key, di) for key, _, di in where))[0]

@@ -298,17 +298,19 @@ class GroupContextMLP(MetaNet):
         `pre` (H, N) is the layer's per-element map without bias (overwritten), `vec` (H,)
         its bias plus tensor context, `ctx` group -> (H, |g|) the mapped group contexts.
         """
-        y = pre.add_(vec.unsqueeze(1))
         members = plan.members[key]
-        if members:
-            factored = plan.factored[key]
-            y = y.reshape(y.shape[0], *factored)
-            for d, g in members:
-                view = [1] * len(factored)
-                view[d] = factored[d]
-                y = y.add_(ctx[g].reshape(y.shape[0], *view), alpha=1.0 / len(members))
-            y = y.reshape(pre.shape)
-        return torch.relu_(y)
+        if not members:
+            return torch.relu_(pre.add_(vec.unsqueeze(1)))
+        factored = plan.factored[key]
+        y = pre.reshape(pre.shape[0], *factored)
+        for i, (d, g) in enumerate(members):
+            view = [1] * len(factored)
+            view[d] = factored[d]
+            c = ctx[g] / len(members)
+            if i == 0:  # the bias and tensor context ride on the first broadcast: one pass fewer
+                c = c + vec.unsqueeze(1)
+            y = y.add_(c.reshape(y.shape[0], *view))
+        return torch.relu_(y.reshape(pre.shape))
 
     def forward_fused(
         self, raw: Features, inv_rms: Features, time: Features, spec: WeightSpec | None = None
@@ -316,30 +318,37 @@ class GroupContextMLP(MetaNet):
         """`forward` of one unbatched step from `raw_features` (see `MetaNet`); output key -> (*shape).
 
         Channel-major throughout, biases and time folded into per-channel vectors. The
-        first layer runs its three maps (own, tensor, group) as one matmul over the raw
-        channels, normalizers folded into the columns, and pools the last two after
-        mapping (they are linear); later layers pool their input first and map the pooled
-        (H,) and (H, |g|) statistics, so only the per-element map touches every element.
+        first layer's tensor and group maps are linear, so they read the raw channels
+        pooled over the tensor and over each member's other factors (normalizers folded
+        into the columns): only the per-element map is a matmul over every element
+        (a 3H-row matmul costs several H-row ones on CPU BLAS). Later layers pool their
+        input first and map the pooled (H,) and (H, |g|) statistics the same way.
         """
         if spec is None:
             raise LoptError("GroupContextMLP needs the task model's spec (pass spec=...)")
         if self.out_channels != 1:
             raise LoptError(f"{type(self).__name__}.forward_fused writes one channel, the net has {self.out_channels}")
         plan = self._plan(spec, list(raw))
-        hid = self.hidden
-        maps = (self.body[0], self.pooled[0], self.grouped[0])
-        pre, vec, grouped, shift = {}, {}, {}, {}
+        own, tensor, group = self.body[0], self.pooled[0], self.grouped[0]
+        pre, vec, sums, counts = {}, {}, {}, {}
         for k, r in raw.items():
-            n = r.shape[0]
-            out = (torch.cat([m.weight[:, :n] for m in maps]) * inv_rms[k]) @ r.reshape(n, -1)
-            own, tensor, group = (m.weight[:, n:] @ time[k] for m in maps)
-            pre[k], grouped[k] = out[:hid], out[2 * hid :]
-            vec[k] = self.body[0].bias + own + out[hid : 2 * hid].mean(1) + tensor
-            shift[k] = group
-        ctx = self._pooled(grouped, plan)
-        for g in ctx:
-            consts = [shift[k] for k in raw for _, member in plan.members[k] if member == g]
-            ctx[g] = ctx[g] + (sum(consts) / len(consts)).unsqueeze(1)
+            n, factored = r.shape[0], plan.factored[k]
+            flat = r.reshape(n, -1)
+            pre[k] = (own.weight[:, :n] * inv_rms[k]) @ flat
+            pooled = []
+            if plan.members[k]:
+                view = r.reshape(n, *factored)
+                mapped, shift = group.weight[:, :n] * inv_rms[k], group.weight[:, n:] @ time[k]
+                for d, g in plan.members[k]:
+                    others = tuple(1 + i for i in range(len(factored)) if i != d)
+                    pooled.append(view.mean(dim=others) if others else view)
+                    c = mapped @ pooled[-1] + shift.unsqueeze(1)
+                    sums[g] = c if g not in sums else sums[g] + c
+                    counts[g] = counts.get(g, 0) + 1
+            mean = pooled[0].mean(1) if pooled else flat.mean(1)
+            vec[k] = own.bias + own.weight[:, n:] @ time[k] + (tensor.weight[:, :n] * inv_rms[k]) @ mean
+            vec[k] = vec[k] + tensor.weight[:, n:] @ time[k]
+        ctx = {g: c / counts[g] for g, c in sums.items()}
         h = {k: self._combine(pre[k], vec[k], k, plan, ctx) for k in raw}
         for layer, pool, group in zip(self.body[1:], self.pooled[1:], self.grouped[1:]):
             ctx = {g: group.weight @ c for g, c in self._pooled(h, plan).items()}

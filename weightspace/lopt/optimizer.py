@@ -7,7 +7,8 @@
 
 Per-parameter accumulators live in `self.state` (so `state_dict()` / `load_state_dict()`
 resume exactly), each group's `lr` multiplies the update (so LR schedulers work),
-and all parameters of the optimizer are updated in one call of the rule, because
+fused rules step in place (`inplace.inplace_step`, the same update with less memory
+traffic; `rule.fused = False` runs the pure reference `LearnedRule.forward`), and all parameters of the optimizer are updated in one call of the rule, because
 meta-networks that pool over a tensor or a group read several entries at once.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from ..errors import ConfigError, LoptError, SpecError
 from ..spec import WeightSpec
 from .features import init_state
+from .inplace import Workspace, inplace_step, supports_inplace
 from .rule import LearnedRule
 from .unf_net import prepare_spec
 
@@ -63,6 +65,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
                     "model.named_parameters() of the model the spec describes"
                 )
         self._specs: dict[tuple[str, ...], WeightSpec] = {}
+        self._workspace = Workspace()
 
     def _spec_for(self, keys: tuple[str, ...]) -> WeightSpec | None:
         if self.spec is None:
@@ -98,6 +101,9 @@ class LearnedOptimizer(torch.optim.Optimizer):
             return loss
         order = tuple(k for k in (self.spec.entries if self.spec is not None else params) if k in params)
         params = {k: params[k] for k in order}
+        if supports_inplace(self.rule):
+            inplace_step(self.rule, params, grads, states, self._spec_for(order), lrs, self._workspace)
+            return loss
         lr_values = set(lrs.values())
         if len(lr_values) == 1:
             new_params, new_states = self.rule(params, grads, states, self._spec_for(order), lr_values.pop())
