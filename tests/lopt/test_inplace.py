@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from weightspace.lopt import LearnedRule, init_state
+from weightspace.lopt import LearnedRule
+from weightspace.lopt.features import init_state
 from weightspace.lopt.inplace import Workspace, inplace_step
 from weightspace.testing import random_cnn_spec
 from tests.lopt.cases import perturbed
