@@ -21,8 +21,12 @@ from .rules import lookup
 from .runtime import mode, tied_aliases
 
 _MAX_DEPTH = 8
-# ops that read only a tensor's metadata: their inputs are not read by value
-_METADATA = {"sym_size", "sym_numel", "sym_stride", "sym_storage_offset", "_assert_tensor_metadata"}
+# ops that read only a tensor's metadata (shape, dtype): their inputs are not read by value
+_METADATA = {
+    "sym_size", "sym_numel", "sym_stride", "sym_storage_offset", "_assert_tensor_metadata",
+    "zeros_like", "ones_like", "full_like", "empty_like", "rand_like", "randn_like",
+    "new_zeros", "new_ones", "new_full", "new_empty",
+}
 UNREAD = "not read by the traced call (another call path may read it)"
 
 
