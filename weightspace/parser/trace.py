@@ -164,6 +164,7 @@ def walk(programs, shapes: dict[str, tuple], aliases: dict[str, str], strict: bo
             ctx.fix(entries[key], UNREAD)
         else:
             entries[key] = ctx.fresh(shapes[key], fixed=UNREAD)
+    unread = [k for k in unread if any(n > 1 for n in shapes[k])]  # a scalar has nothing to permute
     if unread:
         message = (f"{len(unread)} state-dict entries are {UNREAD} and were fixed: {', '.join(unread[:8])}"
                    + (", ..." if len(unread) > 8 else "")
