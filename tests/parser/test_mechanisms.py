@@ -183,6 +183,31 @@ class ShapeOnly(nn.Module):
         return self.b(h + torch.zeros_like(torch.special.bessel_j0(h)))
 
 
+class StackedMoE(nn.Module):
+    """Mixture of experts with stacked expert weights (E, ...): dense soft routing, where
+    permuting the experts with the router's rows is a symmetry the einsum rules find, or
+    top-k routing, whose expert indices fix the expert axis (sound, the expert group lost)."""
+
+    def __init__(self, top_k: int | None, d: int = 6, experts: int = 4, f: int = 5):
+        super().__init__()
+        self.top_k = top_k
+        self.inp, self.router, self.out = nn.Linear(3, d), nn.Linear(d, experts), nn.Linear(d, 2)
+        self.w1 = nn.Parameter(torch.randn(experts, d, f) / d**0.5)
+        self.w2 = nn.Parameter(torch.randn(experts, f, d) / f**0.5)
+
+    def forward(self, x):
+        h = self.inp(x)
+        logits = self.router(h)
+        if self.top_k is None:
+            u = torch.relu(torch.einsum("bd,edf->bef", h, self.w1))
+            y = torch.einsum("bef,efd->bed", u, self.w2)
+            return self.out(h + torch.einsum("be,bed->bd", logits.softmax(-1), y))
+        vals, idx = logits.topk(self.top_k, -1)
+        u = torch.relu(torch.einsum("bd,bkdf->bkf", h, self.w1[idx]))
+        y = torch.einsum("bkf,bkfd->bkd", u, self.w2[idx])
+        return self.out(h + torch.einsum("bk,bkd->bd", vals.softmax(-1), y))
+
+
 def _seeded(fn):
     def build():
         torch.manual_seed(0)
@@ -218,6 +243,8 @@ CASES = [
     Case("lstm_h_n_last", _seeded(lambda: StackedLSTM("last")), (((_x(3, 2, 4),), {}),), [6, 6]),
     Case("lstm_h_n_all", _seeded(lambda: StackedLSTM("all")), (((_x(3, 2, 4),), {}),), [6]),
     Case("shape_only_use", _seeded(ShapeOnly), (((X,), {}),), [8]),
+    Case("moe_dense_stacked", _seeded(lambda: StackedMoE(None)), (((_x(7, 3),), {}),), [4, 5, 6]),
+    Case("moe_topk_stacked", _seeded(lambda: StackedMoE(2)), (((_x(7, 3),), {}),), [5, 6]),
 ]
 
 
@@ -323,6 +350,13 @@ def test_prelu_slope_moves_with_its_channel():
     (name,) = spec.groups
     assert {(m.key, m.axis) for m in spec.members(name)} == {
         ("c1.weight", 0), ("c1.bias", 0), ("act.weight", 0), ("c2.weight", 1)}
+
+
+def test_dense_moe_permutes_experts_with_the_router_rows():
+    _, spec, _ = _parse(next(c for c in CASES if c.name == "moe_dense_stacked"))
+    (experts,) = [n for n, g in spec.groups.items() if g.size == 4]
+    assert {(m.key, m.axis) for m in spec.members(experts)} == {
+        ("w1", 0), ("w2", 0), ("router.weight", 0), ("router.bias", 0)}
 
 
 def test_shape_only_use_warns_about_nothing():
