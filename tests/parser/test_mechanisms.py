@@ -208,6 +208,22 @@ class StackedMoE(nn.Module):
         return self.out(h + torch.einsum("bk,bkd->bd", vals.softmax(-1), y))
 
 
+class BartLogits(nn.Module):
+    """A tiny BART (encoder-decoder, tied head): an op used only for its shape froze its
+    residual stream before."""
+
+    def __init__(self):
+        super().__init__()
+        from transformers import BartConfig, BartForConditionalGeneration
+
+        cfg = BartConfig(vocab_size=40, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                         decoder_attention_heads=2, encoder_ffn_dim=24, decoder_ffn_dim=24, max_position_embeddings=32)
+        self.m = BartForConditionalGeneration(cfg)
+
+    def forward(self, ids, dec):
+        return self.m(input_ids=ids, decoder_input_ids=dec, use_cache=False).logits
+
+
 def _seeded(fn):
     def build():
         torch.manual_seed(0)
@@ -243,6 +259,9 @@ CASES = [
     Case("lstm_h_n_last", _seeded(lambda: StackedLSTM("last")), (((_x(3, 2, 4),), {}),), [6, 6]),
     Case("lstm_h_n_all", _seeded(lambda: StackedLSTM("all")), (((_x(3, 2, 4),), {}),), [6]),
     Case("shape_only_use", _seeded(ShapeOnly), (((X,), {}),), [8]),
+    Case("bart_encoder_decoder", _seeded(BartLogits), (((torch.arange(10).reshape(2, 5) % 40,
+                                                        torch.arange(8).reshape(2, 4) + 20), {}),),
+         [2, 2, 2, 8, 8, 8, 8, 8, 8, 16, 24, 24]),
     Case("moe_dense_stacked", _seeded(lambda: StackedMoE(None)), (((_x(7, 3),), {}),), [4, 5, 6]),
     Case("moe_topk_stacked", _seeded(lambda: StackedMoE(2)), (((_x(7, 3),), {}),), [5, 6]),
 ]
@@ -252,18 +271,26 @@ CASES = [
 def _redraw(model: nn.Module, seed: int) -> dict[str, torch.Tensor]:
     """Every floating parameter re-drawn at O(1) scale (fan-in scaled matrices, 1 + N(0, 1/4) vectors)."""
     gen = torch.Generator().manual_seed(seed)
-    out = {}
-    params = {k for k, _ in model.named_parameters()}
-    for key, t in model.state_dict().items():
-        if key in params and t.is_floating_point():
-            noise = torch.randn(t.shape, generator=gen, dtype=t.dtype)
-            t = noise * t[0].numel() ** -0.5 if t.ndim >= 2 else 1 + 0.5 * noise
-        out[key] = t
+    out, drawn = {}, {}
+    params = {id(p) for p in model.parameters()}
+    for key, t in model.state_dict(keep_vars=True).items():
+        if id(t) in drawn:  # a tied tensor stays one tensor
+            out[key] = drawn[id(t)]
+            continue
+        value = t.detach()
+        if id(t) in params and value.is_floating_point():
+            noise = torch.randn(value.shape, generator=gen, dtype=value.dtype)
+            value = noise * value[0].numel() ** -0.5 if value.ndim >= 2 else 1 + 0.5 * noise
+        out[key] = drawn[id(t)] = value
     return out
 
 
 @torch.no_grad()
 def _outputs(model: nn.Module, sd: dict, calls) -> list[torch.Tensor]:
+    """Outputs of every call; a tied tensor is passed once, under its first key."""
+    first: dict[int, str] = {}
+    keys = {first.setdefault(id(t), k) for k, t in model.state_dict(keep_vars=True).items()}
+    sd = {k: v for k, v in sd.items() if k in keys}
     return [functional_call(model, sd, args, kwargs, strict=False) for args, kwargs in calls]
 
 
