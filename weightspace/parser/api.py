@@ -54,8 +54,9 @@ def parse_model(
 
     Traces with torch.export (ATen level, eval mode), applies the per-op rules, and by
     default verifies the result: random group elements must leave the outputs unchanged
-    in eval and train mode, and a negative control must change them. Raises TraceError
-    when the model cannot be exported, SpecVerificationError when a group fails,
+    at the given weights and on copies re-drawn at O(1) scale, in eval and train mode,
+    and a negative control must change them. Raises TraceError when the model cannot be
+    exported (or has data-dependent shapes), SpecVerificationError when a group fails,
     UnknownOpError for an op without a rule when strict=True (otherwise its axes are
     frozen with a warning). `generator` seeds the verification draws.
 
