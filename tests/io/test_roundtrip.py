@@ -115,13 +115,14 @@ def test_folder_prefers_safetensors_over_bin(tmp_path):
         lambda sd: {"state_dict": sd, "epoch": 3, "global_step": 10, "optimizer_states": [{"lr": 0.1}]},
         lambda sd: {"model": sd, "optimizer": {"state": {0: {"exp_avg": torch.ones(2)}}}, "epoch": 1},
         lambda sd: {"model_state_dict": sd, "loss": 0.5},
+        lambda sd: {"model_state": sd, "optimizer_state": {"lr": 0.1}, "epoch": 2},
         lambda sd: {"module": sd},
         lambda sd: {"net": sd, "args": {"lr": 0.1}},
         lambda sd: {"params": sd},
         lambda sd: {"model": sd, "ema": {k: v + 1 for k, v in sd.items()}},
         lambda sd: {"ema": sd, "epoch": 7},
     ],
-    ids=["lightning", "model+optimizer", "model_state_dict", "module", "net", "params", "model-over-ema", "ema"],
+    ids=["lightning", "model+optimizer", "model_state_dict", "model_state", "module", "net", "params", "model-over-ema", "ema"],
 )
 def test_wrappers_are_unwrapped(tmp_path, wrap):
     sd = mlp_state_dict()

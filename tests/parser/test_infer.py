@@ -386,3 +386,21 @@ def test_nothing_to_infer(sd):
 def test_unknown_activation_and_non_tensor_values():
     _raises({"fc.weight": _t(3, 2)}, "gelu", activation="gelu")
     _raises({"fc.weight": _t(3, 2), "epoch": 3}, "epoch")
+
+
+@pytest.mark.parametrize("slopes", [6, 1], ids=["per-channel", "shared"])
+def test_prelu_nets_are_refused_for_the_real_reason(slopes):
+    model = nn.Sequential(nn.Conv2d(3, 6, 3), nn.PReLU(slopes), nn.Conv2d(6, 4, 1))
+    msg = _raises(model.state_dict(), "1.weight", "PReLU slope")
+    assert "norm" not in msg.split("PReLU")[0] and "transformers" not in msg
+
+
+def test_lstm_state_dicts_name_the_recurrent_layer():
+    msg = _raises(nn.LSTM(4, 6).state_dict(), "_hh_l0", "recurrent layer")
+    assert "transformers" not in msg
+
+
+def test_layernorm_still_named_as_a_norm():
+    model = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 2))
+    msg = _raises(model.state_dict(), "1.weight", "LayerNorm")
+    assert "transformers" not in msg

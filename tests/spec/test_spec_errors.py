@@ -124,7 +124,7 @@ def test_apply_with_a_wrong_shape_names_the_key():
 def test_apply_with_missing_batch_dims_is_a_shape_mismatch():
     spec = random_mlp_spec([2, 3, 1])
     with pytest.raises(ShapeMismatchError, match="layers.0.weight"):
-        spec.apply({"layers.0.weight": torch.zeros(3, 2)}, spec.identity(), batch_dims=1)
+        spec.apply({"layers.0.weight": torch.zeros(3, 2)}, spec.identity(), batch_dims=1, strict=False)
 
 
 def test_element_naming_an_unknown_group():
@@ -148,3 +148,13 @@ def test_check_and_lookups_name_what_is_missing():
         spec.entry("nothing")
     with pytest.raises(SpecError, match="h9"):
         spec.members("h9")
+
+
+def test_apply_with_missing_keys_names_them_unless_partial():
+    spec = random_mlp_spec([2, 3, 1])
+    sd = random_weights(spec)
+    partial = {k: v for k, v in sd.items() if k != "layers.1.weight"}
+    with pytest.raises(KeyMismatchError, match="layers.1.weight") as info:
+        spec.apply(partial, spec.identity())
+    assert info.value.missing == ["layers.1.weight"] and not info.value.unexpected
+    assert set(spec.apply(partial, spec.identity(), strict=False)) == set(partial)

@@ -425,5 +425,5 @@ def alignment_objective(spec: WeightSpec, sd_a, sd_b, g: GroupElement | None = N
     """J(g) = sum of <A_k, (g · B)_k> over the floating entries weight matching uses."""
     check_pair(sd_a, sd_b, spec)
     keys = float_keys(spec, sd_a, include_buffers)
-    moved = spec.apply({k: sd_b[k] for k in keys}, g) if g is not None else sd_b
+    moved = spec.apply({k: sd_b[k] for k in keys}, g, strict=False) if g is not None else sd_b
     return float(sum(torch.dot(sd_a[k].reshape(-1).double(), moved[k].reshape(-1).double()) for k in keys))

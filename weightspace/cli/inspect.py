@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import warnings
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +11,7 @@ from rich.table import Table
 
 from ..errors import ConfigError
 from ..spec import WeightSpec
+from .factory import model_and_inputs, parser_warnings
 from .text import safe_text
 
 if TYPE_CHECKING:
@@ -34,13 +33,8 @@ def add_parser(sub) -> None:
 def _from_factory(target: str, strict: bool) -> ParsedModel:
     from ..parser import parse_model
 
-    module_name, _, attr = target.partition(":")
-    factory = getattr(importlib.import_module(module_name), attr or "build")
-    built = factory()
-    if not (isinstance(built, tuple) and len(built) == 2):
-        raise ConfigError(f"{target} must return (model, example_inputs), got {type(built).__name__}")
-    model, inputs = built
-    return parse_model(model, inputs if isinstance(inputs, tuple) else (inputs,), strict=strict)
+    model, inputs = model_and_inputs(target, "inspect")
+    return parse_model(model, inputs, strict=strict)
 
 
 def _from_checkpoint(path: str, activation: str | None) -> tuple[WeightSpec, str]:
@@ -157,9 +151,9 @@ def _check_outputs(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     console = Console()
     _check_outputs(args)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
+    with parser_warnings(console) as printed:
         spec, origin, parsed = resolve(args)
+        printed.update(n for n in spec.notes if isinstance(n, str))
     render(spec, origin, console)
     if args.json:
         from ..io.save import write_atomic
@@ -168,8 +162,7 @@ def run(args: argparse.Namespace) -> int:
         write_atomic(args.json, lambda tmp: tmp.write_text(text))
         console.print(f"spec written to {safe_text(args.json)}")
     if args.graph or args.graph_png:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
+        with parser_warnings(console):
             graph = graph_of(args, spec, parsed)
         render_graph(graph, console)
         if args.graph_png:

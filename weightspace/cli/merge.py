@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import re
 import time
-import warnings
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -69,18 +68,16 @@ def _options(args: argparse.Namespace) -> dict:
 
 
 def _spec(args: argparse.Namespace):
+    from rich.console import Console
+
     from ..io import load_spec
     from ..parser import parse
-    from .align import _factory
+    from .factory import model_and_inputs, parser_warnings
 
     if args.model:
-        built = _factory(args.model, "model")
-        if not (isinstance(built, tuple) and len(built) == 2):
-            raise ConfigError(f"--model {args.model} must return (model, example_inputs), got {type(built).__name__}")
-        model, inputs = built
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            return parse(model, inputs if isinstance(inputs, tuple) else (inputs,))
+        model, inputs = model_and_inputs(args.model, "--model")
+        with parser_warnings(Console(stderr=True)):
+            return parse(model, inputs)
     spec = load_spec(args.models[0])
     if spec is None and args.align != "none":
         raise ConfigError("--align weight needs --model MODULE:FACTORY or a spec stored in the first checkpoint")

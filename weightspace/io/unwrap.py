@@ -15,7 +15,7 @@ import torch
 from ..errors import CheckpointError
 
 # Keys under which checkpoints keep the model's weights, in order of preference.
-WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module", "net", "params")
+WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "model_state", "module", "net", "params")
 # Averaged weights: used only when no key above holds tensors.
 EMA_KEYS = ("ema", "model_ema", "state_dict_ema", "ema_state_dict")
 # Training state that may hold tensors but is never part of the model.

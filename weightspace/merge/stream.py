@@ -159,7 +159,7 @@ def merge_files(
                 tensors[key] = tensors[target_key]
                 continue
             xs = [r.get(key) for r in readers]
-            xs = [x if g is None else spec.apply({key: x}, g)[key] for x, g in zip(xs, elements)]
+            xs = [x if g is None else spec.apply({key: x}, g, strict=False)[key] for x, g in zip(xs, elements)]
             b = base_reader.get(key) if base_reader is not None else None
             inputs_bytes = sum(x.numel() * x.element_size() for x in xs) + (b.numel() * b.element_size() if b is not None else 0)
             tensors[key] = merge_entry(method_name, key, xs, b, options)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -48,18 +48,26 @@ def parse_model(
     verify: bool = True,
     extras: bool = True,
     generator: torch.Generator | None = None,
+    other_calls: Sequence[tuple[tuple, dict]] = (),
 ) -> ParsedModel:
     """Trace `model` on `example_inputs` once and keep the spec, the roles and the activation sites.
 
     Traces with torch.export (ATen level, eval mode), applies the per-op rules, and by
     default verifies the result: random group elements must leave the outputs unchanged
-    in eval and train mode, and a negative control must change them. Raises TraceError
-    when the model cannot be exported, SpecVerificationError when a group fails,
+    at the given weights and on copies re-drawn at O(1) scale, in eval and train mode,
+    and a negative control must change them. Raises TraceError when the model cannot be
+    exported (or has data-dependent shapes), SpecVerificationError when a group fails,
     UnknownOpError for an op without a rule when strict=True (otherwise its axes are
     frozen with a warning). `generator` seeds the verification draws.
+
+    The spec holds on the traced call, specialized to its input shapes: a branch on a
+    shape or on a flag follows that call only. `other_calls` ((args, kwargs) pairs, e.g.
+    `[((x,), {"aux": True})]`) are traced too and the spec must hold on each; entries
+    that no traced call reads are fixed, with a warning naming them.
     """
     args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
-    tr = trace(model, args, example_kwargs, strict=strict)
+    other_calls = tuple((a if isinstance(a, tuple) else (a,), dict(k or {})) for a, k in other_calls)
+    tr = trace(model, args, example_kwargs, strict=strict, other_calls=other_calls)
     spec = build_spec(tr)
     if extras:
         spec = add_extras(spec, tr)
@@ -69,7 +77,7 @@ def parse_model(
     else:
         if generator is None:
             generator = torch.Generator().manual_seed(0)
-        spec, record = verify_spec(model, spec, args, example_kwargs, generator)
+        spec, record = verify_spec(model, spec, args, example_kwargs, generator, other_calls)
         spec = replace(spec, notes=notes + (record.summary(),))
     shapes = tuple(tuple(t.shape) for t in args if isinstance(t, torch.Tensor))
     return ParsedModel(spec, roles_from_trace(tr), activation_sites(tr, spec), tr.program, shapes, model.state_dict())
@@ -84,8 +92,10 @@ def parse(
     verify: bool = True,
     extras: bool = True,
     generator: torch.Generator | None = None,
+    other_calls: Sequence[tuple[tuple, dict]] = (),
 ) -> WeightSpec:
     """The permutation-symmetry spec of `model`, traced on `example_inputs`: `parse_model(...).spec`."""
     return parse_model(
-        model, example_inputs, example_kwargs, strict=strict, verify=verify, extras=extras, generator=generator
+        model, example_inputs, example_kwargs, strict=strict, verify=verify, extras=extras, generator=generator,
+        other_calls=other_calls,
     ).spec

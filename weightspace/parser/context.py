@@ -33,6 +33,7 @@ class Context:
     strict: bool = False
     notes: list[str] = field(default_factory=list)
     uniform_nodes: set[str] = field(default_factory=set)
+    layer_states: dict[str, list[int]] = field(default_factory=dict)
     node: Any = None
 
     def fresh(self, shape, fixed: str | None = None) -> TensorValue:

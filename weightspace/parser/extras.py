@@ -78,7 +78,7 @@ def add_extras(spec: WeightSpec, tr: Trace) -> WeightSpec:
         producers = {
             (m.key, m.axis) for m in members if m.axis == 0 and len(spec.entries[m.key].shape) >= 2
         } - incoming
-        if producers:
+        if producers or any(spec.entries[m.key].buffer for m in members):  # buffers: statistics, indices
             continue
         places = dict.fromkeys((m.key, m.axis) for m in members)
         actions = tuple(ExtraAction(k, a, 1 if (k, a) in incoming else -1) for k, a in places)

@@ -27,6 +27,9 @@ USE_PARSE = (
     "Residual networks and transformers cannot be inferred from shapes alone; use "
     "weightspace.parse(model, example_inputs) (the traced path) instead."
 )
+TRACE = "Build the model and trace it instead: weightspace.parse(model, example_inputs)."
+_RECURRENT_LEAF = re.compile(r"(weight|bias)_(ih|hh)(_l\d+)?(_reverse)?")
+_ACTIVATION_NAME = re.compile(r"prelu|act|relu|activation")
 EXTRA_OF_ACTIVATION = {"sin": "sign", "tanh": "sign", "relu": "scale", "leaky_relu": "scale"}
 BN_LEAVES = {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"}
 BN_BUFFERS = {"running_mean", "running_var", "num_batches_tracked"}
@@ -60,8 +63,9 @@ class _Layer:
         return self.keys.get("weight") or self.keys.get("running_mean") or next(iter(self.keys.values()))
 
 
-def _fail(message: str) -> InferenceError:
-    return InferenceError(f"{message}. {USE_PARSE}")
+def _fail(message: str, residual: bool = False) -> InferenceError:
+    """The error, with the way out: the residual/transformer note only where that is the reason."""
+    return InferenceError(f"{message}. {USE_PARSE if residual else TRACE}")
 
 
 def _split(key: str) -> tuple[str, str]:
@@ -85,10 +89,10 @@ def _check_names(keys: list[str]) -> None:
             if _RESIDUAL.search(part):
                 raise _fail(
                     f"key {key!r} belongs to a skip/shortcut path ({part!r}): this looks like a residual "
-                    "network, whose shared residual-stream permutation a state dict does not show"
+                    "network, whose shared residual-stream permutation a state dict does not show", residual=True
                 )
             if _TRANSFORMER.search(part) or _TRANSFORMER_NAMES.fullmatch(part):
-                raise _fail(f"key {key!r} ({part!r}) looks like part of an attention/transformer model")
+                raise _fail(f"key {key!r} ({part!r}) looks like part of an attention/transformer model", residual=True)
 
 
 def _shape(key: str, value) -> tuple[int, ...]:
@@ -116,16 +120,25 @@ def _classify(path: str, keys: dict[str, str], shapes: dict[str, tuple[int, ...]
             raise _fail(f"cannot place key {keys['num_batches_tracked']!r}: expected a scalar")
         return _Layer(path, "bn", keys, shapes, c[0], c[0])
     odd = sorted(leaves - {"weight", "bias"})
+    recurrent = [leaf for leaf in odd if _RECURRENT_LEAF.fullmatch(leaf)]
+    if recurrent:
+        raise _fail(f"cannot place key {keys[recurrent[0]]!r}: {where} is a recurrent layer (RNN/LSTM/GRU "
+                    "weight_ih/weight_hh), which is not inferred from a state dict")
     if odd:
         raise _fail(f"cannot place key {keys[odd[0]]!r}: {where} holds a tensor that is not a weight or bias")
     if "weight" not in leaves:
         raise _fail(f"cannot place key {keys['bias']!r}: a bias without a weight")
     w = shapes["weight"]
     if len(w) == 1:
-        raise _fail(
-            f"cannot place key {keys['weight']!r}: a 1-D weight without running statistics is a norm "
-            "(LayerNorm/GroupNorm/InstanceNorm?) that may mix units; only BatchNorm after a conv is inferred"
-        )
+        last = _components(path)[-1].lower() if path else ""
+        if "bias" not in leaves and (_ACTIVATION_NAME.search(last) or w == (1,)):
+            what = "a PReLU slope (a learned activation), which is not inferred"
+        elif "bias" not in leaves:
+            what = "a PReLU slope or an RMSNorm scale (no bias, no running statistics), which is not inferred"
+        else:
+            what = ("a 1-D weight and bias without running statistics: a LayerNorm/GroupNorm-style norm "
+                    "that may mix units; only BatchNorm after a conv is inferred")
+        raise _fail(f"cannot place key {keys['weight']!r}: {what}")
     if len(w) not in (2, 3, 4, 5):
         raise _fail(f"cannot place key {keys['weight']!r}: a weight of shape {w} is neither linear nor conv")
     if "bias" in leaves and shapes["bias"] != (w[0],):
@@ -154,7 +167,7 @@ def _check_nesting(layers: list[_Layer]) -> None:
             if parent is not None:
                 raise _fail(
                     f"cannot place key {layer.main!r}: module {parent.path!r} holds {parent.main!r} and its "
-                    "submodule holds weights too (a branch?)"
+                    "submodule holds weights too (a branch?)", residual=True
                 )
     blocks: dict[str, list[_Layer]] = {}
     for layer in weighted:
@@ -167,7 +180,7 @@ def _check_nesting(layers: list[_Layer]) -> None:
             raise _fail(
                 f"numbered block {block!r} holds several weighted layers "
                 f"({', '.join(repr(m.main) for m in members[:3])}), the layout of residual blocks; "
-                "a skip connection leaves no trace in a state dict"
+                "a skip connection leaves no trace in a state dict", residual=True
             )
 
 
@@ -273,7 +286,7 @@ def _order(layers: list[_Layer]) -> list[_Layer]:
     for run in runs:
         problem = _problem(run, skip_first_norm=len(runs) > 1)
         if problem:
-            raise _fail(problem[1])
+            raise _fail(problem[1], residual="skip/residual" in problem[1])
     if len(runs) == 1:
         return runs[0]
     names = " ".join(f"[{', '.join(layer.path or '<top>' for layer in run)}]" for run in runs)

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import operator
+import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
+from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode
 
 from ..errors import TraceError
 from .context import Context, TensorValue, tensors_in
@@ -19,6 +21,13 @@ from .rules import lookup
 from .runtime import mode, tied_aliases
 
 _MAX_DEPTH = 8
+# ops that read only a tensor's metadata (shape, dtype): their inputs are not read by value
+_METADATA = {
+    "sym_size", "sym_numel", "sym_stride", "sym_storage_offset", "_assert_tensor_metadata",
+    "zeros_like", "ones_like", "full_like", "empty_like", "rand_like", "randn_like",
+    "new_zeros", "new_ones", "new_full", "new_empty",
+}
+UNREAD = "not read by the traced call (another call path may read it)"
 
 
 def tensor_leaves(obj, depth: int = 0) -> list[torch.Tensor]:
@@ -101,50 +110,111 @@ def _fresh(ctx: Context, meta):
     return meta
 
 
-def walk(program, shapes: dict[str, tuple], aliases: dict[str, str], strict: bool = False) -> Trace:
-    """Run every node of an exported program through its symmetry rule.
+def _packet(node) -> str:
+    target = node.target
+    return target._overloadpacket.__name__ if isinstance(target, torch._ops.OpOverload) else ""
 
-    shapes: the model's state dict shapes (keys in state-dict order); entries the
-    forward never reads are fixed, since nothing constrains them.
+
+def read_nodes(graph) -> set[str]:
+    """Names of the nodes whose values reach an output: the output node's inputs, closed
+    backwards, except through metadata ops (a tensor used only for its shape is not read)."""
+    out = next(n for n in reversed(graph.nodes) if n.op == "output")
+    seen: set[str] = set()
+    stack = list(out.all_input_nodes)
+    while stack:
+        node = stack.pop()
+        if node.name in seen:
+            continue
+        seen.add(node.name)
+        if _packet(node) not in _METADATA:
+            stack.extend(node.all_input_nodes)
+    return seen
+
+
+def walk(programs, shapes: dict[str, tuple], aliases: dict[str, str], strict: bool = False) -> Trace:
+    """Run every node of one or more exported programs (call paths of one model) through
+    its symmetry rule, on one atom store: the spec must hold on every path walked.
+
+    shapes: the model's state dict shapes (keys in state-dict order). Entries no walked
+    call reads by value (not lifted, or lifted but used only for their shape) are fixed:
+    another call path may read them, and nothing here says how. Ops whose values reach
+    no output are skipped, so a shape-only use constrains nothing. The first program is
+    the one the Trace keeps (its values, its nodes).
     """
+    programs = programs if isinstance(programs, (list, tuple)) else [programs]
     ctx = Context(strict=strict)
-    sig = program.graph_signature
-    kinds = {s.arg.name: s for s in sig.input_specs}
-    state = set(shapes)
-    values: dict[str, Any] = {}
     entries: dict[str, TensorValue] = {}
     buffers: set[str] = set()
+    read: set[str] = set()
+    first = None
+    for program in programs:
+        try:
+            walked = _walk(ctx, program, shapes, aliases, entries, buffers, read)
+        except GuardOnDataDependentSymNode as err:
+            raise TraceError(
+                f"data-dependent shape at {ctx.where()}: an op whose output size depends on "
+                "tensor values (torch.where(mask), nonzero, boolean-mask indexing, unique) cannot be "
+                "parsed; trace a call path without it, or write the spec by hand"
+            ) from err
+        first = first or walked
+    ctx.node = None
+    unread = [k for k in shapes if k not in read and k not in aliases]
+    for key in unread:
+        if key in entries:
+            ctx.fix(entries[key], UNREAD)
+        else:
+            entries[key] = ctx.fresh(shapes[key], fixed=UNREAD)
+    unread = [k for k in unread if any(n > 1 for n in shapes[k])]  # a scalar has nothing to permute
+    if unread:
+        message = (f"{len(unread)} state-dict entries are {UNREAD} and were fixed: {', '.join(unread[:8])}"
+                   + (", ..." if len(unread) > 8 else "")
+                   + "; the spec holds on the traced call(s) only (pass other_calls= to cover the others)")
+        ctx.notes.append(message)
+        warnings.warn(message, stacklevel=3)
+    values, node_of_key = first
+    entries = {k: entries[k] for k in shapes if k in entries}
+    return Trace(programs[0], ctx, values, entries, buffers, aliases, node_of_key)
+
+
+def _walk(ctx: Context, program, shapes, aliases, entries: dict, buffers: set, read: set):
+    """Walk one program; entries already seen on an earlier path keep their atoms.
+    Adds the keys this path reads to `read`; returns (values, node_of_key)."""
+    live = read_nodes(program.graph)
+    sig = program.graph_signature
+    kinds = {s.arg.name: s for s in sig.input_specs}
+    values: dict[str, Any] = {}
     node_of_key: dict[str, str] = {}
     for node in program.graph.nodes:
         ctx.node = node
         if node.op == "placeholder":
-            value = _fresh(ctx, node.meta.get("val"))
-            values[node.name] = value
             spec = kinds.get(node.name)
             kind = spec.kind.name if spec is not None else "USER_INPUT"
             target = spec.target.removeprefix("model.") if spec is not None and spec.target else None
             target = aliases.get(target, target)
-            if kind in ("PARAMETER", "BUFFER") and target in state:
-                entries[target] = value
+            if kind in ("PARAMETER", "BUFFER") and target in shapes:
+                value = entries.setdefault(target, _fresh(ctx, node.meta.get("val")))
                 node_of_key[target] = node.name
                 if kind == "BUFFER":
                     buffers.add(target)
-            elif kind == "BUFFER":
-                ctx.fix(value, f"non-persistent buffer {target} (not in the state dict)")
-            elif kind in ("CONSTANT_TENSOR", "CUSTOM_OBJ"):
-                ctx.fix(value, f"constant tensor {target}")
+                if node.name in live:
+                    read.add(target)
             else:
-                ctx.fix(value, "model input")
+                value = _fresh(ctx, node.meta.get("val"))
+                if kind == "BUFFER":
+                    ctx.fix(value, f"non-persistent buffer {target} (not in the state dict)")
+                elif kind in ("CONSTANT_TENSOR", "CUSTOM_OBJ"):
+                    ctx.fix(value, f"constant tensor {target}")
+                else:
+                    ctx.fix(value, "model input")
+            values[node.name] = value
         elif node.op == "call_function":
-            values[node.name] = _call(ctx, node, values)
+            if node.name in live:
+                values[node.name] = _call(ctx, node, values)
+            else:
+                values[node.name] = _fresh(ctx, node.meta.get("val"))
         elif node.op == "output":
             _outputs(ctx, node, values, sig, entries)
-    ctx.node = None
-    for key, shape in shapes.items():
-        if key not in entries and key not in aliases:
-            entries[key] = ctx.fresh(shape, fixed="not used by the traced forward")
-    entries = {k: entries[k] for k in shapes if k in entries}
-    return Trace(program, ctx, values, entries, buffers, aliases, node_of_key)
+    return values, node_of_key
 
 
 def _resolve(arg, values):
@@ -187,9 +257,11 @@ def _outputs(ctx: Context, node, values, sig, entries: dict[str, TensorValue]) -
         ctx.fix(value, "model output" if kind == "USER_OUTPUT" else f"mutated {kind.lower()}")
 
 
-def trace(model: nn.Module, args: tuple, kwargs: dict | None = None, strict: bool = False) -> Trace:
+def trace(model: nn.Module, args: tuple, kwargs: dict | None = None, strict: bool = False,
+          other_calls: Sequence[tuple[tuple, dict]] = ()) -> Trace:
     """Export `model` on example inputs in eval mode (its modes restored after) and walk the
-    graph; see `walk`. Eval mode is the mode activation sites are read in; verification
+    graph; see `walk`. `other_calls`: more (args, kwargs) call paths, exported and walked
+    on the same atoms. Eval mode is the mode activation sites are read in; verification
     checks train mode numerically."""
     if not isinstance(model, nn.Module):
         raise TraceError(f"expected an nn.Module, got {type(model).__name__}")
@@ -198,7 +270,7 @@ def trace(model: nn.Module, args: tuple, kwargs: dict | None = None, strict: boo
     aliases = tied_aliases(model)
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     with mode(model, False):
-        program = export(model, args, kwargs)
-    result = walk(program, shapes, aliases, strict=strict)
+        programs = [export(model, args, kwargs)] + [export(model, tuple(a), k) for a, k in other_calls]
+    result = walk(programs, shapes, aliases, strict=strict)
     result.buffers |= {k for k, _ in model.named_buffers(remove_duplicate=False) if k in shapes}
     return result

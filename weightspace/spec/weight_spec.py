@@ -182,16 +182,20 @@ class WeightSpec:
         state_dict: Mapping[str, torch.Tensor],
         g: GroupElement,
         batch_dims: int = 0,
+        *,
+        strict: bool = True,
     ) -> dict[str, torch.Tensor]:
         """Return a new state dict with `g` applied; the input is never modified.
 
-        Keys the spec does not know raise KeyMismatchError; keys it knows but the
-        dict lacks are simply absent from the result. Tensors may carry
-        `batch_dims` leading batch dimensions (stacked zoo samples).
+        Keys the spec does not know raise KeyMismatchError, and so do entries of the
+        spec the dict lacks, unless strict=False (a partial apply, as
+        `load_state_dict(strict=False)`: those keys are absent from the result). Tensors
+        may carry `batch_dims` leading batch dimensions (stacked zoo samples).
         """
         unknown = [k for k in state_dict if k not in self.entries and k not in self.aliases]
-        if unknown:
-            raise KeyMismatchError([], unknown, where="WeightSpec.apply")
+        missing = [k for k in self.entries if k not in state_dict] if strict else []
+        if unknown or missing:
+            raise KeyMismatchError(missing, unknown, where="WeightSpec.apply")
         unknown_groups = [n for n in (*g.perms, *g.signs, *g.scales) if n not in self.groups]
         if unknown_groups:
             raise SpecError(f"group element names groups the spec lacks: {sorted(set(unknown_groups))}")

@@ -74,3 +74,16 @@ def pool(ctx: Context, p: dict, out):
             ctx.atoms.fix(axis, "spatial positions")
     for axis in x.axes[x.ndim - spatial :]:
         ctx.atoms.fix(axis, "spatial positions")
+
+
+@rule("channel_shuffle", "native_channel_shuffle")
+def channel_shuffle(ctx: Context, p: dict, out: TensorValue):
+    """Channels (groups, per group) come out as (per group, groups): both factors survive."""
+    x, groups = p["self"], int(p["groups"])
+    c = x.shape[1]
+    if groups <= 1 or groups >= c:
+        return TensorValue(out.shape, list(x.axes), out.node)
+    outer, inner = ctx.atoms.view(x.axes[1], [groups, c // groups])
+    axes = list(x.axes)
+    axes[1] = inner + outer
+    return TensorValue(out.shape, axes, out.node)

@@ -38,6 +38,17 @@ def pointwise(ctx: Context, p: dict, out):
             ctx.atoms.hint(axis, "sum")
 
 
+@rule("prelu", "_prelu_kernel")
+def prelu(ctx: Context, p: dict, out):
+    """PReLU: a per-channel slope (dim 1, or dim 0 of a 1-D input) moves with its channel."""
+    x, w = p["self"], p["weight"]
+    broadcast(ctx, out, x)
+    if is_tensor(w) and w.ndim == 1 and w.shape[0] > 1:
+        ctx.unify(w.axes[0], x.axes[1 if x.ndim >= 2 else 0])
+    elif is_tensor(w):
+        broadcast(ctx, out, w)
+
+
 @rule("arange", "range", "linspace", "logspace", "randperm", "eye")
 def positions(ctx: Context, p: dict, out):
     """Tensors whose values depend on position: every axis is fixed."""

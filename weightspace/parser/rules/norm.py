@@ -75,3 +75,15 @@ def group_norm(ctx: Context, p: dict, out):
                 if o.shape[0] > 1:
                     ctx.unify(o.axes[0], x.axes[0])
                 ctx.unify(o.axes[1], g)
+
+
+@rule("_weight_norm")
+def weight_norm(ctx: Context, p: dict, out):
+    """w = g * v / ||v|| with the norm over every axis but `dim` (all axes when g is a
+    scalar): permuting v's axes leaves each norm alone, and g moves with v's axis `dim`."""
+    v, g = p["v"], p["g"]
+    w = _first(out)
+    same_axes(ctx, v, w)
+    for i in range(min(v.ndim, g.ndim)):
+        if g.shape[i] == v.shape[i] and g.shape[i] > 1:
+            ctx.unify(g.axes[i], v.axes[i])

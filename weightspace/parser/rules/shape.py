@@ -127,7 +127,11 @@ def select(ctx: Context, p: dict, out: TensorValue):
     x = p["self"]
     d = norm_dim(p["dim"], x.ndim)
     _fix_axis(ctx, x, d, f"indexed by select at {ctx.where()}")
-    return TensorValue(out.shape, x.axes[:d] + x.axes[d + 1 :], out.node)
+    axes = x.axes[:d] + x.axes[d + 1 :]
+    layer = ctx.layer_states.get(ctx.node.name)
+    if layer is not None:  # one layer of a recurrent final state: that layer's hidden units
+        axes = axes[:-1] + [layer]
+    return TensorValue(out.shape, axes, out.node)
 
 
 @rule("slice", "narrow")
@@ -208,11 +212,34 @@ def stack(ctx: Context, p: dict, out: TensorValue):
 
 @rule("index_select")
 def index_select(ctx: Context, p: dict, out: TensorValue):
-    x = p["self"]
+    """The indexed axis is fixed, and so is the index: its order is the output's order."""
+    x, idx = p["self"], p["index"]
     d = norm_dim(p["dim"], x.ndim)
     _fix_axis(ctx, x, d, f"indexed at {ctx.where()}")
     _fix_axis(ctx, out, d, f"indexed at {ctx.where()}")
+    ctx.fix(idx, f"index tensor at {ctx.where()}")
     same_axes(ctx, x, out, skip={d})
+
+
+@rule("gather")
+def gather(ctx: Context, p: dict, out: TensorValue):
+    """out[..i..] = x[..index[..i..]..] along `dim`: that axis of x, of the index and of out
+    is fixed; other axes of index and out are one axis, and one with x where x is not cut."""
+    x, idx = p["self"], p["index"]
+    d = norm_dim(p["dim"], x.ndim)
+    where = f"gathered at {ctx.where()}"
+    for t in (x, idx, out):
+        _fix_axis(ctx, t, d, where)
+    for i in range(idx.ndim):
+        if i == d:
+            continue
+        if idx.shape[i] > 1:
+            ctx.unify(idx.axes[i], out.axes[i])
+        if x.shape[i] == idx.shape[i]:
+            if x.shape[i] > 1:
+                ctx.unify(x.axes[i], out.axes[i])
+        else:
+            _fix_axis(ctx, x, i, where)
 
 
 @rule("flip", "roll", "cumsum", "cumprod", "cummax", "cummin", "diff")
@@ -220,7 +247,7 @@ def order_dependent(ctx: Context, p: dict, out):
     """Ops that read positions along their dims: those axes are fixed."""
     x = p["self"]
     dims = p.get("dims", p.get("dim"))
-    if dims is None:
+    if dims is None or (isinstance(dims, (list, tuple)) and not dims):  # roll without dims: flattened
         ctx.fix(x, f"order-dependent op at {ctx.where()}")
         ctx.fix(out, f"order-dependent op at {ctx.where()}")
         return
