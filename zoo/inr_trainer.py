@@ -150,7 +150,8 @@ def fit(
         return {k: v.cpu() for k, v in weights.items()}, FitResult(r.psnr.cpu(), r.mse.cpu(), r.steps.cpu())
     before = torch.get_num_threads()
     workers = max(1, threads or before)
-    size = max(1, min(group_rows // targets[0].numel(), math.ceil(n / workers)))
+    count = math.ceil(math.ceil(n / max(1, group_rows // targets[0].numel())) / workers) * workers  # a multiple of workers
+    size = math.ceil(n / count)
     groups = [slice(s, min(s + size, n)) for s in range(0, n, size)]
     jobs = [
         (cfg, {k: v[g] for k, v in init.items()}, coords if coords.dim() == 2 else coords[g], targets[g], settings, lr[g])

@@ -194,15 +194,32 @@ def mse_and_grads(
     scale = 1.0  # the output layer has no ω0; each hidden layer's pre-activation carries one
     for i in range(last, -1, -1):
         w, x = params[f"{2 * i}.weight"], inputs[i]
-        if x.dim() == 3:
-            grads[f"{2 * i}.weight"] = torch.bmm(g.transpose(1, 2), x).mul_(scale)
-        else:  # shared coords: (in, P) @ (N, P, out) -> (N, in, out), no copy of g
-            grads[f"{2 * i}.weight"] = torch.matmul(x.t(), g).transpose(1, 2).mul(scale)
-        grads[f"{2 * i}.bias"] = g.sum(dim=1).mul_(scale)
+        if i == 0 and axes is not None:
+            grads["0.weight"], grads["0.bias"] = _first_grads(g, axes, scale)
+        else:
+            if x.dim() == 3:
+                grads[f"{2 * i}.weight"] = torch.bmm(g.transpose(1, 2), x).mul_(scale)
+            else:  # shared coords: (in, P) @ (N, P, out) -> (N, in, out), no copy of g
+                grads[f"{2 * i}.weight"] = torch.matmul(x.t(), g).transpose(1, 2).mul(scale)
+            grads[f"{2 * i}.bias"] = g.sum(dim=1).mul_(scale)
         if i > 0:
-            g = torch.bmm(g, w * scale, out=_buffer(work, f"grad{i % 2}", (n, p, w.shape[2]), w)).mul_(cosines[i - 1])
+            buf = _buffer(work, f"grad{i % 2}", (n, p, w.shape[2]), w)
+            if w.shape[1] == 1:  # one output unit: the outer product as a broadcast, no matmul
+                g = torch.mul(cosines[i - 1], w * scale, out=buf).mul_(g)
+            else:
+                g = torch.bmm(g, w * scale, out=buf).mul_(cosines[i - 1])
             scale = w0
     return mse, grads
+
+
+def _first_grads(g: torch.Tensor, axes: list[torch.Tensor], scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """First-layer weight and bias gradients on a grid: one partial sum of g per axis, no (P, d) matmul."""
+    n, width = g.shape[0], g.shape[2]
+    grid = g.view(n, *(len(a) for a in axes), width)
+    dims = range(1, len(axes) + 1)
+    sums = [grid.sum(dim=[d for d in dims if d != m + 1]) if len(axes) > 1 else grid for m in range(len(axes))]
+    weight = torch.stack([(s * a.view(1, -1, 1)).sum(1) for s, a in zip(sums, axes)], dim=-1)
+    return weight.mul_(scale), sums[0].sum(1).mul_(scale)
 
 
 def step_flops(cfg: SirenConfig, points: int) -> int:
