@@ -71,6 +71,7 @@ def flushed_denormals() -> Iterator[None]:
 
 
 GROUP_ROWS = 32768  # pixels × networks per group (measured: smaller groups lose more to per-op overhead than they gain in cache)
+GROUP_MULTIPLE = 4
 Fitted = tuple[dict[str, torch.Tensor], FitResult]
 
 
@@ -139,7 +140,8 @@ def fit(
         lr: optional (N,) per-network learning rates (default settings.lr).
     threads: CPU worker threads (default torch.get_num_threads(), every core unless
     the caller or torchrun's OMP_NUM_THREADS=1 says otherwise); device: default CUDA
-    when present. Results depend on neither, up to float rounding.
+    when present. The CPU result does not depend on `threads` (same bytes); on CUDA
+    it agrees to float rounding.
     """
     device = torch.device(device) if device is not None else default_device()
     n = targets.shape[0]
@@ -150,7 +152,9 @@ def fit(
         return {k: v.cpu() for k, v in weights.items()}, FitResult(r.psnr.cpu(), r.mse.cpu(), r.steps.cpu())
     before = torch.get_num_threads()
     workers = max(1, threads or before)
-    count = math.ceil(math.ceil(n / max(1, group_rows // targets[0].numel())) / workers) * workers  # a multiple of workers
+    # groups depend on the shapes alone (never on `workers`): kernels differ by batch size, so this keeps
+    # the bytes independent of the thread count; a multiple of GROUP_MULTIPLE groups balances 1, 2 or 4 workers
+    count = min(n, GROUP_MULTIPLE * math.ceil(n / max(1, group_rows // targets[0].numel()) / GROUP_MULTIPLE))
     size = math.ceil(n / count)
     groups = [slice(s, min(s + size, n)) for s in range(0, n, size)]
     jobs = [
