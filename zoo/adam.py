@@ -39,23 +39,23 @@ class BatchedAdam:
         self.n = first.shape[0]
         self.exp_avg = {k: torch.zeros_like(p) for k, p in self.params.items()}
         self.exp_avg_sq = {k: torch.zeros_like(p) for k, p in self.params.items()}
-        self.steps = torch.zeros(self.n, dtype=torch.float64)
+        self.steps = torch.zeros(self.n, dtype=torch.float64, device=first.device)
         self._lr = {k: _per_net(self.lr, self.n, p) for k, p in self.params.items()}
         self._wd = {k: _per_net(self.weight_decay, self.n, p) for k, p in self.params.items()}
         self._decay = bool(torch.as_tensor(self.weight_decay).ne(0).any())
 
     @torch.no_grad()
-    def step(self, active: torch.Tensor | None = None) -> None:
-        """One update of every active network from the gradients in `p.grad`."""
+    def step(self, active: torch.Tensor | None = None, grads: dict[str, torch.Tensor] | None = None) -> None:
+        """One update of every active network from `grads` (name -> gradient; default each `p.grad`)."""
         b1, b2 = self.betas
-        act = torch.ones(self.n, dtype=torch.bool) if active is None else active
+        act = torch.ones(self.n, dtype=torch.bool, device=self.steps.device) if active is None else active
         everyone = bool(act.all())
         self.steps += act.to(torch.float64)
         t = self.steps.clamp(min=1)
         bc1 = (1 - b1**t).to(torch.get_default_dtype())
         bc2_sqrt = (1 - b2**t).sqrt().to(torch.get_default_dtype())
         for k, p in self.params.items():
-            g = p.grad
+            g = p.grad if grads is None else grads.get(k)
             if g is None:
                 continue
             shape = (self.n, *([1] * (p.dim() - 1)))

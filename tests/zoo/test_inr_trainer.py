@@ -5,7 +5,7 @@ import torch
 
 from zoo import siren
 from zoo.datasets import digits
-from zoo.inr_trainer import FitSettings, fit, fit_in_chunks
+from zoo.inr_trainer import FitSettings, fit
 from zoo.inr_zoo import InrRecipe, init_seeds
 
 
@@ -29,11 +29,11 @@ def test_batched_equals_one_at_a_time():
             torch.testing.assert_close(batched[k][i : i + 1], alone[k], rtol=1e-4, atol=1e-5)
 
 
-def test_chunked_equals_whole_and_does_not_mutate_init():
+def test_grouped_equals_whole_and_does_not_mutate_init():
     cfg, init, coords, targets = _setup(5)
     before = {k: v.clone() for k, v in init.items()}
-    whole, r1 = fit(cfg, init, coords, targets, FitSettings(steps=20))
-    chunked, r2 = fit_in_chunks(cfg, init, coords, targets, FitSettings(steps=20), chunk=2)
+    whole, r1 = fit(cfg, init, coords, targets, FitSettings(steps=20), threads=1)
+    chunked, r2 = fit(cfg, init, coords, targets, FitSettings(steps=20), threads=2, group_rows=2 * 64)
     for k in cfg.keys:
         torch.testing.assert_close(whole[k], chunked[k], rtol=1e-4, atol=1e-5)
         assert torch.equal(init[k], before[k])
