@@ -47,13 +47,13 @@ class Mixup:
         partner = {k: t[index.to(t.device)] for k, t in sd.items()}
         if self.mode == "permuted":
             g = self.spec.random_element(generator, batch_shape=(n,))
-            partner = self.spec.apply(partner, g, batch_dims=1)
+            partner = self.spec.apply(partner, g, batch_dims=1, strict=False)
         elif self.mode == "aligned":
             from ..align import weight_matching
 
             g = weight_matching(self.spec, sd, partner, batch_dims=1, max_sweeps=self.max_sweeps,
                                 generator=generator, dtype=torch.float64).element
-            partner = self.spec.apply(partner, g, batch_dims=1)
+            partner = self.spec.apply(partner, g, batch_dims=1, strict=False)
         return index, partner
 
     def __call__(self, x, labels: torch.Tensor, generator: torch.Generator | None = None):

@@ -19,7 +19,8 @@ class RandomSymmetry(Transform):
     permutations: a uniform permutation of every group; signs: random sign flips on
     groups whose activation is odd (the spec records "sign"); scales: log-uniform
     positive rescaling in `scale_range` on ReLU-family groups ("scale"). Symmetries the
-    spec does not record are never drawn, so the function is unchanged.
+    spec does not record are never drawn, so the function is unchanged. It acts on the
+    entries the batch holds (a metanetwork batch may hold the parameters only).
     """
 
     spec: WeightSpec
@@ -36,7 +37,7 @@ class RandomSymmetry(Transform):
                                      scale_range=self.scale_range)
         g = GroupElement(g.perms if self.permutations else {}, g.signs if self.signs else {},
                          g.scales if self.scales else {})
-        return self.spec.apply(sd, g, batch_dims=len(lead))
+        return self.spec.apply(sd, g, batch_dims=len(lead), strict=False)
 
 
 @dataclass
@@ -79,7 +80,7 @@ class SirenBiasShift(Transform):
                               generator=generator)
             signs[name] = 1.0 - 2.0 * (k % 2).to(torch.get_default_dtype())
             shifts[bias] = k.to(torch.float64) * (math.pi / self.omega0)
-        out = self._outgoing_only.apply(sd, GroupElement({}, signs, {}), batch_dims=len(lead))
+        out = self._outgoing_only.apply(sd, GroupElement({}, signs, {}), batch_dims=len(lead), strict=False)
         for bias, shift in shifts.items():
             if bias in out:
                 out[bias] = out[bias] + shift.to(device=out[bias].device, dtype=out[bias].dtype)
