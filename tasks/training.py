@@ -93,6 +93,16 @@ def r_squared(pred: np.ndarray, target: np.ndarray) -> float:
     return 1.0 - residual / total if total > 0 else float("nan")
 
 
+def batch_bounds(n: int, batch_size: int, min_size: int = 2) -> list[tuple[int, int]]:
+    """(start, end) of each training batch: `batch_size` each, and a last batch smaller
+    than `min_size` is folded into the one before, so BatchNorm never sees a batch of one
+    network (per rank, under DDP) whatever the zoo size."""
+    bounds = [(lo, min(lo + batch_size, n)) for lo in range(0, n, batch_size)] or [(0, 0)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < min_size:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
+
+
 @torch.no_grad()
 def predict(model: nn.Module, data: WeightData, prepare: Callable[[Weights], object], batch_size: int = 512) -> torch.Tensor:
     """Model outputs on a whole split, in eval mode."""
@@ -145,7 +155,8 @@ def fit(
     train, val = train.to(device), val.to(device)
     net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = max(1, math.ceil(len(train) / cfg.batch_size))
+    bounds = batch_bounds(len(train), cfg.batch_size, min_size=2 * world)
+    steps_per_epoch = len(bounds)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch)
     gen = torch.Generator().manual_seed(cfg.seed)
     aug_gen = torch.Generator().manual_seed(cfg.seed + 1_000_003 * (rank + 1))
@@ -157,8 +168,8 @@ def fit(
         net.train()
         order = torch.randperm(len(train), generator=gen)
         total, count = 0.0, 0
-        for s in range(steps_per_epoch):
-            index = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+        for lo, hi in bounds:
+            index = order[lo:hi]
             index = index[rank::world] if world > 1 else index
             w, y = train.take(index.to(device))
             if augment is not None:

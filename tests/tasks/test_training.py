@@ -9,7 +9,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from tasks.training import FitConfig, WeightData, fit, r_squared, score
+from tasks.training import FitConfig, WeightData, batch_bounds, fit, r_squared, score
 
 
 def _data(n: int, seed: int) -> WeightData:
@@ -39,6 +39,33 @@ def test_fit_learns_and_keeps_the_best_validation_state():
     assert result.best_val > 0.9 and result.test > 0.85
     assert result.curves["train_loss"][-1] < result.curves["train_loss"][0]
     assert score(model, _data(64, 1), lambda w: w, "classify") == pytest.approx(result.best_val)
+
+
+class FlatBN(Flat):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(24, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 2))
+
+
+@pytest.mark.parametrize("n", [1, 2, 33, 65, 129])
+def test_any_zoo_size_trains_with_batchnorm(n):
+    """A last batch of one network is folded into the one before, so BatchNorm never sees
+    a batch of one (the 1,000-INR crash: 'Expected more than 1 value per channel')."""
+    bounds = batch_bounds(n, 32)
+    assert bounds[0][0] == 0 and bounds[-1][1] == n
+    assert all(b[0] == a[1] for a, b in zip(bounds, bounds[1:]))
+    assert n == 1 or all(hi - lo >= 2 for lo, hi in bounds)
+    if n > 1:
+        torch.manual_seed(0)
+        result = fit(FlatBN(), _data(n, 0), _data(16, 1), FitConfig(epochs=2, batch_size=32, progress=False))
+        assert len(result.curves["train_loss"]) == 2
+
+
+def test_batch_bounds_keep_full_batches_unchanged():
+    assert batch_bounds(128, 32) == [(0, 32), (32, 64), (64, 96), (96, 128)]
+    assert batch_bounds(70, 32) == [(0, 32), (32, 64), (64, 70)]
+    assert batch_bounds(65, 32) == [(0, 32), (32, 65)]
+    assert batch_bounds(67, 32, min_size=4) == [(0, 32), (32, 67)]
 
 
 def test_regression_metrics():
