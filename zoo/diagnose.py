@@ -137,19 +137,21 @@ def diagnose(root, classifier: str = "mlp", split: str = "test", with_inputs: bo
 def render(d: Diagnosis, console) -> None:
     from rich.table import Table
 
-    console.print(f"[bold]{d.zoo}[/bold]: {d.networks} networks, recipe {d.recipe}")
+    from weightspace.cli.text import safe_text
+
+    console.print(f"[bold]{safe_text(d.zoo)}[/bold]: {d.networks} networks, recipe {safe_text(d.recipe)}")
     if d.movement:
         t = Table(title="relative movement from init (median over networks)")
         t.add_column("tensor")
         t.add_column("||W-W0||/||W0||", justify="right")
         for k, v in d.movement.items():
-            t.add_row(k, f"{v:.3f}")
+            t.add_row(safe_text(k), f"{v:.3f}")
         console.print(t)
     t = Table(title=f"baselines: {d.score_name}")
     t.add_column("input")
     t.add_column("score", justify="right")
     for k, v in d.scores.items():
-        t.add_row(k, f"{v:.3f}")
+        t.add_row(safe_text(k), f"{v:.3f}")
     console.print(t)
     for n in d.notes:
-        console.print(f"note: {n}")
+        console.print(f"note: {safe_text(n)}")

@@ -37,3 +37,20 @@ def test_leak_control_is_read_by_flattened_weights_and_permutation_hides_it(tmp_
     assert d_leak.scores["flattened weights"] > 0.6
     assert d_perm.scores["flattened weights"] < d_leak.scores["flattened weights"] - 0.3
     assert d_perm.scores["statistics"] == pytest.approx(d_leak.scores["statistics"], abs=1e-6)
+
+
+def test_render_prints_manifest_text_as_text():
+    """Names and notes from a zoo's files are printed, never read as rich markup or escapes."""
+    import io
+
+    from rich.console import Console
+
+    from zoo.diagnose import Diagnosis, render
+
+    d = Diagnosis("runs/[red]z", "shared[/bold]\x1b[2J", 3, {"w[/x]": 0.5}, {"stats": 0.25},
+                  notes=["see [link=file:///etc]here[/link]"])
+    buf = io.StringIO()
+    render(d, Console(file=buf, width=200, color_system=None))
+    out = buf.getvalue()
+    assert "runs/[red]z" in out and "shared[/bold]" in out and "w[/x]" in out
+    assert "[link=file:///etc]here[/link]" in out and "\x1b" not in out
