@@ -48,7 +48,7 @@ class GroupMerge:
 
 def _contract(t: torch.Tensor, dim: int, matrix: torch.Tensor) -> torch.Tensor:
     """`t` with its `dim` index contracted against the rows of `matrix` (n × n_out): dim becomes n_out."""
-    return torch.tensordot(t, matrix.to(t.dtype), dims=([dim], [0])).movedim(-1, dim)
+    return torch.tensordot(t, matrix.to(device=t.device, dtype=t.dtype), dims=([dim], [0])).movedim(-1, dim)
 
 
 def _entry(spec: WeightSpec, key: str, role: Role | None, tensors: Sequence[torch.Tensor],

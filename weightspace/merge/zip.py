@@ -70,15 +70,16 @@ def _chosen(spec: WeightSpec, order: list[str], depth: int | None, unzipped: Seq
 
 
 def _group_merge(method: str, moments: list, k: int, n: int, same_model: bool, reg: float) -> GroupMerge:
+    """One zipped group's matrices (computed on the CPU, in float64) from its per-site moments."""
     from .cca import cca_matrices, cca_transform
     from .zipit import zip_clusters, zip_matrices
 
     if method == "zipit":
-        corr = sum(m.stacked_correlation() for m in moments)
+        corr = sum(m.stacked_correlation() for m in moments).cpu()
         return zip_matrices(zip_clusters(corr, k, same_model), k * n)
 
     def cov(i: int, j: int) -> torch.Tensor:
-        return sum(m.covariance(i, j) for m in moments)
+        return sum(m.covariance(i, j) for m in moments).cpu()
 
     eye = torch.eye(n, dtype=torch.float64)
     return cca_matrices([eye] + [cca_transform(cov(0, 0), cov(i, i), cov(0, i), reg) for i in range(1, k)])
