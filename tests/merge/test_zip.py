@@ -35,7 +35,7 @@ def _close(a, b, tol=1e-5):
     return all(torch.allclose(a[k].double(), b[k].double(), atol=tol) for k in a if a[k].is_floating_point())
 
 
-@pytest.mark.parametrize("name", ARCHS)
+@pytest.mark.parametrize("name", ARCHS + ["elman_rnn"])  # elman: one group on both axes of a recurrent weight
 @pytest.mark.parametrize("method", ["zipit", "cca"])
 def test_a_model_zipped_with_a_permuted_copy_of_itself_returns_it(name, method):
     model, inputs, parsed = parsed_model(name)
@@ -140,6 +140,28 @@ def test_partial_zipping_of_two_different_models_averages_their_outputs_at_depth
     with torch.no_grad():
         want = (ws.align.modules.with_weights(model, a)(*inputs) + ws.align.modules.with_weights(model, b)(*inputs)) / 2
         assert torch.allclose(ensemble(*inputs), want, atol=1e-5)
+
+
+def test_an_entry_whose_consuming_axis_is_unknown_is_refused():
+    from weightspace.errors import AlignError
+    from weightspace.merge.feature_maps import consumed_axes
+    from weightspace.parser.roles import Role
+
+    model, _, parsed = parsed_model("elman_rnn")
+    entry = parsed.spec.entries["w_hh.weight"]
+    assert consumed_axes("w_hh.weight", entry, parsed.roles["w_hh.weight"]) == {1}  # F.linear's input axis
+    unknown = Role("w_hh.weight", "einsum", "operands", 0, (), None, ())
+    with pytest.raises(AlignError, match="which axis consumes"):
+        consumed_axes("w_hh.weight", entry, unknown)
+
+
+def test_cca_without_enough_samples_is_refused():
+    from weightspace.errors import AlignError
+
+    model, inputs, parsed = parsed_model("mlp")
+    a = state(model)
+    with pytest.raises(AlignError, match="samples"):
+        zip_models([a, _permuted(parsed.spec, a, 1)], model, [inputs], method="cca", parsed=parsed)
 
 
 def test_bad_arguments_are_named():

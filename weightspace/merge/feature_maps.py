@@ -7,8 +7,9 @@ Stack the K models' units of a group side by side (K·n features). A merge matri
 the merged entry is Σ_k (entry of model k with M's k-th column block applied on each
 axis that produces the group's units and U's k-th row block on each axis that
 consumes them). Which axes consume is the parser's `Role.in_axes` (the axes contracted
-with the activation); every other grouped axis (a weight's output rows, biases, norm
-gains and statistics) produces. An entry none of whose producing axes carries a group
+with the activation; where the trace cannot tell, as for a recurrent weight with one
+group on both axes, a linear or conv weight's input axis); every other grouped axis (a
+weight's output rows, biases, norm gains and statistics) produces. An entry none of whose producing axes carries a group
 (a classifier head's weight and bias) is the average over the models: the models'
 outputs are averaged. A group left unzipped gets M = U = I (K·n units): the models'
 layers sit side by side, block-diagonally (partial zipping, a multi-head model).
@@ -20,11 +21,14 @@ from typing import Mapping, Sequence
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import AlignError, ConfigError
 from ..parser.roles import Role
-from ..spec import WeightSpec
+from ..spec import Entry, WeightSpec
 
 StateDict = Mapping[str, torch.Tensor]
+# the input axis of an op's "weight" argument, for entries whose trace leaves it open
+_WEIGHT_INPUT_AXIS = {"linear": 1, "conv1d": 1, "conv2d": 1, "conv3d": 1, "convolution": 1,
+                      "conv_transpose1d": 0, "conv_transpose2d": 0, "conv_transpose3d": 0}
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,24 @@ class GroupMerge:
         return GroupMerge(eye, eye)
 
 
+def consumed_axes(key: str, entry: Entry, role: Role | None) -> set[int]:
+    """The axes of `key` that consume their groups' units (see the module doc).
+
+    AlignError when several axes carry groups and neither the trace nor the op's
+    convention says which one consumes.
+    """
+    if role is not None and role.in_axes:
+        return set(role.in_axes)
+    grouped = [a for a, axis in enumerate(entry.axes) if any(f.group is not None for f in axis)]
+    if len(grouped) < 2:
+        return set()
+    axis = _WEIGHT_INPUT_AXIS.get(role.op) if role is not None and role.arg == "weight" else None
+    if axis is None:
+        raise AlignError(f"{key}: groups on axes {grouped} and the trace does not say which axis consumes "
+                         f"the units (op {role.op if role else 'unknown'!r})")
+    return {axis}
+
+
 def _contract(t: torch.Tensor, dim: int, matrix: torch.Tensor) -> torch.Tensor:
     """`t` with its `dim` index contracted against the rows of `matrix` (n × n_out): dim becomes n_out."""
     return torch.tensordot(t, matrix.to(device=t.device, dtype=t.dtype), dims=([dim], [0])).movedim(-1, dim)
@@ -54,7 +76,7 @@ def _contract(t: torch.Tensor, dim: int, matrix: torch.Tensor) -> torch.Tensor:
 def _entry(spec: WeightSpec, key: str, role: Role | None, tensors: Sequence[torch.Tensor],
            merges: Mapping[str, GroupMerge]) -> torch.Tensor:
     entry = spec.entry(key)
-    consumed = set(role.in_axes) if role is not None else set()
+    consumed = consumed_axes(key, entry, role)
     k = len(tensors)
     dtype = tensors[0].dtype
     work = torch.float64

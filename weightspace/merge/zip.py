@@ -21,7 +21,7 @@ from ..errors import AlignError, ConfigError
 from ..parser import ParsedModel, parse_model
 from ..spec import WeightSpec
 from .combine import StateDict, check_models
-from .feature_maps import GroupMerge, apply_merges
+from .feature_maps import GroupMerge, apply_merges, consumed_axes
 from .resized import resized_module
 
 ZIP_METHODS = ("zipit", "cca")
@@ -51,7 +51,7 @@ def forward_order(parsed: ParsedModel) -> list[str]:
     for key, entry in spec.entries.items():
         role = roles.get(key)
         order = role.order if role is not None else len(roles)
-        consumed = set(role.in_axes) if role is not None else set()
+        consumed = consumed_axes(key, entry, role)
         for a, axis in enumerate(entry.axes):
             for f in axis:
                 if f.group is not None and a not in consumed:
@@ -69,11 +69,16 @@ def _chosen(spec: WeightSpec, order: list[str], depth: int | None, unzipped: Seq
     return tuple(n for n in head if n not in set(unzipped))
 
 
-def _group_merge(method: str, moments: list, k: int, n: int, same_model: bool, reg: float) -> GroupMerge:
+def _group_merge(
+    name: str, method: str, moments: list, k: int, n: int, same_model: bool, reg: float
+) -> GroupMerge:
     """One zipped group's matrices (computed on the CPU, in float64) from its per-site moments."""
     from .cca import cca_matrices, cca_transform
     from .zipit import zip_clusters, zip_matrices
 
+    if method == "cca" and max(m.n for m in moments) < n:
+        raise AlignError(f"group {name!r}: CCA of {n} units needs at least as many samples per activation, got "
+                         f"{max(m.n for m in moments)}: pass more data")
     if method == "zipit":
         corr = sum(m.stacked_correlation() for m in moments).cpu()
         return zip_matrices(zip_clusters(corr, k, same_model), k * n)
@@ -148,7 +153,7 @@ def zip_models(
         if not single[name]:
             raise AlignError(f"group {name!r} shows in no activation on its own (only factored with another "
                              "group, as heads × head_dim): leave it unzipped")
-        merges[name] = _group_merge(method, single[name], k, n, same_model, reg)
+        merges[name] = _group_merge(name, method, single[name], k, n, same_model, reg)
     merged = apply_merges(spec, parsed.roles, models, merges)
     sizes = {name: g.size for name, g in merges.items()}
     if reset_bn and has_batchnorm(model):
