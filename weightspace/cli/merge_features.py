@@ -35,6 +35,7 @@ def check_arguments(args: argparse.Namespace) -> None:
 def run_features(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from ..align.data import split_batch
     from ..io import load, save
     from ..io.paths import check_output
     from ..merge import zip_models
@@ -48,9 +49,8 @@ def run_features(args: argparse.Namespace) -> int:
     data = list(import_target(args.data, "--data")())
     if not data:
         raise ConfigError(f"--data {args.data} returned no batches")
-    first = data[0][0] if isinstance(data[0], (tuple, list)) else data[0]
     with parser_warnings(Console(stderr=True)):
-        parsed = parse_model(model, first if isinstance(first, tuple) else (first,))
+        parsed = parse_model(model, split_batch(data[0])[0])
     models = [load(p) for p in args.models]
     result = zip_models(models, model, data, method=args.method, parsed=parsed, depth=args.depth)
     widened = {n: s for n, s in result.sizes.items() if s != parsed.spec.groups[n].size}
