@@ -21,7 +21,8 @@ PUBLIC = {
     "weightspace.parser": ["ParsedModel", "infer_spec", "parse", "parse_model"],
     "weightspace.io": ["load", "load_spec", "save"],
     "weightspace.merge": [
-        "GreedySoup", "MergedModel", "StreamReport", "greedy_soup", "merge_files", "merge_models",
+        "GreedySoup", "GroupMerge", "MergedModel", "StreamReport", "ZippedModel", "greedy_soup", "merge_files",
+        "merge_models", "zip_models",
     ],
     "weightspace.align": [
         "LossPath", "Matching", "SteMatching", "activation_matching", "barrier", "interpolate",

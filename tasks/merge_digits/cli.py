@@ -4,9 +4,11 @@ Two settings on scikit-learn's digits (embedded), 3 seeds each:
 
 - different inits: two MLPs and two CNN+BN from their own inits, trained on the same
   data; naive linear merge vs linear and SLERP after weight matching and after activation
-  matching (BatchNorm statistics reset on training data for the CNN), test accuracy;
-  and two MLPs from their own inits trained on digits 0-4 and 5-9 (the ZipIt! setting),
-  joint accuracy on all ten.
+  matching, ZipIt! and CCA Merge (full, and partial zipping: the first group zipped, the
+  rest kept separate; depth 0, nothing zipped, is the two-model ensemble) (BatchNorm
+  statistics reset on training data for the CNN), test accuracy; two MLPs and two CNN+BN
+  from their own inits trained on digits 0-4 and 5-9 (the ZipIt! setting), joint accuracy
+  on all ten; and three MLPs from their own inits (CCA's many-model setting).
 - same-init fine-tunes: a base trained briefly on all digits, fine-tuned on digits 0-4
   and on 5-9; linear, task arithmetic, TIES, DARE (linear and TIES), model stock, each
   without and with weight alignment to the base; joint test accuracy on all ten digits.
@@ -24,7 +26,7 @@ from pathlib import Path
 import torch
 
 from weightspace.align.modules import with_weights
-from weightspace.merge import merge_models
+from weightspace.merge import merge_models, zip_models
 
 from .data import accuracy, build, digits, train
 
@@ -50,18 +52,30 @@ def _state(model) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def different_inits(kind: str, seed: int, halves: bool = False) -> dict[str, float]:
-    """Test accuracy (all ten digits) of both endpoints and of each merge of two independently
-    initialised models, trained on all digits or (`halves`) on digits 0-4 and 5-9."""
+ZIP_RUNS = {"zipit": ("zipit", None), "zipit_depth1": ("zipit", 1), "cca": ("cca", None), "cca_depth1": ("cca", 1),
+            "ensemble_depth0": ("zipit", 0)}
+
+
+@torch.no_grad()
+def _module_accuracy(net, x: torch.Tensor, y: torch.Tensor) -> float:
+    return float((net.eval()(x).argmax(1) == y).float().mean())
+
+
+def different_inits(kind: str, seed: int, halves: bool = False, models: int = 2) -> dict[str, float]:
+    """Test accuracy (all ten digits) of the endpoints and of each merge of independently initialised
+    models, trained on all digits or (`halves`, two models) on digits 0-4 and 5-9."""
+    import weightspace as ws
+
     x, y, xt, yt = digits()
     epochs = {"mlp": 30, "cnn_bn": 8}[kind]
-    keep = [torch.isin(y, torch.arange(0, 5)), torch.isin(y, torch.arange(5, 10))] if halves else [slice(None)] * 2
-    a = train(build(kind, 2 * seed + 1), x[keep[0]], y[keep[0]], 2 * seed + 1, epochs)
-    b = train(build(kind, 2 * seed + 2), x[keep[1]], y[keep[1]], 2 * seed + 2, epochs)
+    keep = [torch.isin(y, torch.arange(0, 5)), torch.isin(y, torch.arange(5, 10))] if halves else [slice(None)] * models
+    nets = [train(build(kind, models * seed + i + 1), x[keep[i]], y[keep[i]], models * seed + i + 1, epochs)
+            for i in range(models)]
+    a = nets[0]
     spec = _spec(a, x)
-    sd_a, sd_b = _state(a), _state(b)
+    sds = [_state(net) for net in nets]
     data = [(x[i : i + 200], y[i : i + 200]) for i in range(0, 1200, 200)]
-    out = {"model_a": accuracy(a, sd_a, xt, yt), "model_b": accuracy(a, sd_b, xt, yt)}
+    out = {f"model_{'ab'[i] if models == 2 else i}": accuracy(a, sd, xt, yt) for i, sd in enumerate(sds)}
     runs = {
         "naive_linear": ("linear", "none", {}),
         "weight_linear": ("linear", "weight", {}),
@@ -69,8 +83,18 @@ def different_inits(kind: str, seed: int, halves: bool = False) -> dict[str, flo
         "activation_linear": ("linear", "activation", {}),
     }
     for name, (method, how, options) in runs.items():
-        merged = merge_models([sd_a, sd_b], method, spec=spec, align=how, model=a, batches=data, **options)
+        if method == "slerp" and models != 2:
+            continue
+        merged = merge_models(sds, method, spec=spec, align=how, model=a, batches=data, **options)
         out[name] = accuracy(a, merged.state_dict, xt, yt)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        parsed = ws.parse_model(a, (x[:200],))
+    for name, (method, depth) in ZIP_RUNS.items():
+        if depth is not None and models != 2:
+            continue
+        zipped = zip_models(sds, a, data, method=method, parsed=parsed, depth=depth)
+        out[name] = _module_accuracy(zipped.module(a), xt, yt)
     return out
 
 
@@ -123,13 +147,16 @@ def main(args: argparse.Namespace) -> dict:
     result = {"seeds": list(args.seeds), "metric": "test accuracy (597 held-out digits), mean and std over seeds"}
     for kind in ("mlp", "cnn_bn"):
         result[f"different_inits_{kind}"] = _summary([different_inits(kind, s) for s in args.seeds])
-    result["different_inits_mlp_disjoint_halves"] = _summary([different_inits("mlp", s, halves=True) for s in args.seeds])
+    for kind in ("mlp", "cnn_bn"):
+        result[f"different_inits_{kind}_disjoint_halves"] = _summary(
+            [different_inits(kind, s, halves=True) for s in args.seeds])
+    result["different_inits_mlp_three_models"] = _summary([different_inits("mlp", s, models=3) for s in args.seeds])
     result["finetunes_mlp_joint"] = _summary([fine_tunes(s) for s in args.seeds])
     result["seconds"] = round(time.perf_counter() - start, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "results.json", result)
     for key in ("different_inits_mlp", "different_inits_cnn_bn", "different_inits_mlp_disjoint_halves",
-                "finetunes_mlp_joint"):
+                "different_inits_cnn_bn_disjoint_halves", "different_inits_mlp_three_models", "finetunes_mlp_joint"):
         print(_table(key, result[key]))
     print(f"written to {args.out / 'results.json'} in {result['seconds']} s")
     return result

@@ -77,3 +77,32 @@ def test_output_equal_to_an_input_is_refused(tmp_path, mlps, capsys):
 
 def test_shard_sizes_parse():
     assert shard_bytes("10KB") == 10_000 and shard_bytes("2GiB") == 2 * 1024**3 and shard_bytes("123") == 123
+
+
+def test_zipit_through_the_cli_equals_the_library(tmp_path, mlps, capsys):
+    from weightspace.merge import zip_models
+
+    from tests.align.factories import digits_test_batches
+
+    out = tmp_path / "zipped.safetensors"
+    code = main(["merge", *map(str, mlps[:2]), "--method", "zipit", "--model", "tests.align.factories:digits_mlp",
+                 "--data", "tests.align.factories:digits_test_batches", "--depth", "1", "--out", str(out)])
+    assert code == 0 and "kept separate" in capsys.readouterr().out
+    want = zip_models([ws.load(p) for p in mlps[:2]], mlp(), digits_test_batches(), method="zipit", depth=1)
+    got = ws.load(out)
+    assert set(got) == set(want.state_dict) and all(torch.equal(got[k], want.state_dict[k]) for k in got)
+    assert got["2.weight"].shape == (128, 64) and ws.load_spec(out) is None  # wider: no spec stored
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--method", "zipit", "--model", "tests.align.factories:digits_mlp"], "needs --model MODULE:FACTORY and --data"),
+    (["--method", "cca", "--base", "{m0}", "--model", "m:f", "--data", "m:f"], "takes no --base"),
+    (["--method", "cca", "--align", "weight", "--model", "m:f", "--data", "m:f"], "drop --align weight"),
+    (["--method", "ties", "--base", "{m0}", "--depth", "1"], "apply to --method zipit or cca"),
+])
+def test_feature_merge_bad_input_is_one_line_and_exit_2(tmp_path, mlps, capsys, extra, message):
+    extra = [e.format(m0=mlps[0]) for e in extra]
+    code = main(["merge", str(mlps[1]), str(mlps[2]), *extra, "--out", str(tmp_path / "o.safetensors")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.safetensors").exists()

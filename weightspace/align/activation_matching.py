@@ -12,7 +12,7 @@ group given the heads.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -24,37 +24,8 @@ from .activations import GroupActivations
 from .data import input_batches
 from ..errors import AlignError
 from .lap import assignment_value, best_permutation
+from .moments import Moments
 from .pair import check_pair
-
-
-@dataclass
-class _Moments:
-    """Running sums for the cross-correlation of A's and B's units."""
-
-    n: int = 0
-    sa: torch.Tensor | None = None
-    sb: torch.Tensor | None = None
-    qa: torch.Tensor | None = None
-    qb: torch.Tensor | None = None
-    ab: torch.Tensor | None = None
-
-    def add(self, xa: torch.Tensor, xb: torch.Tensor) -> None:
-        xa, xb = xa.double(), xb.double()
-        parts = (xa.sum(0), xb.sum(0), (xa * xa).sum(0), (xb * xb).sum(0), xa.T @ xb)
-        if self.sa is None:
-            self.sa, self.sb, self.qa, self.qb, self.ab = parts
-        else:
-            for name, p in zip(("sa", "sb", "qa", "qb", "ab"), parts):
-                setattr(self, name, getattr(self, name) + p)
-        self.n += xa.shape[0]
-
-    def correlation(self) -> torch.Tensor:
-        n = max(self.n, 1)
-        ma, mb = self.sa / n, self.sb / n
-        va, vb = (self.qa / n - ma**2).clamp_min(0), (self.qb / n - mb**2).clamp_min(0)
-        eps = 1e-6 * float(torch.cat([va, vb]).mean()) + 1e-12
-        cov = self.ab / n - torch.outer(ma, mb)
-        return cov / torch.sqrt(torch.outer(va + eps, vb + eps))
 
 
 @dataclass
@@ -124,6 +95,37 @@ def _solve(spec: WeightSpec, corr_single: dict[str, torch.Tensor], corr_joint: d
     return perms
 
 
+def unit_moments(
+    model: nn.Module,
+    parsed: ParsedModel,
+    state_dicts: Sequence[Mapping[str, torch.Tensor]],
+    inputs: Sequence[tuple],
+    pairs: tuple[tuple[int, int], ...] | None = None,
+) -> tuple[dict[str, list[Moments]], dict[tuple[str, str], list[Moments]]]:
+    """Per group, one `Moments` per activation site of the models' units (and per (outer, inner) factored pair).
+
+    Every state dict runs the parsed graph on every input batch (`GroupActivations`);
+    `pairs` says which model pairs' cross products are kept (all by default).
+    AlignError when a group acts on no activation.
+    """
+    acts = GroupActivations(model, parsed)
+    if acts.unreached:
+        raise AlignError(f"groups {list(acts.unreached)[:6]} act on no activation of the traced forward")
+    plan = _plan(parsed.spec, acts.sites)
+    k = len(state_dicts)
+    single = {n: [Moments(k, pairs) for _ in where] for n, where in plan.single.items()}
+    joint = {p: [Moments(k, pairs) for _ in where] for p, where in plan.joint.items()}
+    for args in inputs:
+        values = [acts(sd, args) for sd in state_dicts]
+        for name, where in plan.single.items():
+            for mom, (site, d) in zip(single[name], where):
+                mom.add([_units(v[site.node], site, (d,)) for v in values])
+        for pair, where in plan.joint.items():
+            for mom, (site, do, di) in zip(joint[pair], where):
+                mom.add([_units(v[site.node], site, (do, di)) for v in values])
+    return single, joint
+
+
 def activation_matching(
     model: nn.Module,
     sd_a: Mapping[str, torch.Tensor],
@@ -149,22 +151,9 @@ def activation_matching(
         parsed = parse_model(model, inputs[0])
     spec = parsed.spec
     check_pair(sd_a, sd_b, spec)
-    acts = GroupActivations(model, parsed)
-    if acts.unreached:
-        raise AlignError(f"groups {list(acts.unreached)[:6]} act on no activation of the traced forward")
-    plan = _plan(spec, acts.sites)
-    single = {n: [_Moments() for _ in where] for n, where in plan.single.items()}
-    joint = {p: [_Moments() for _ in where] for p, where in plan.joint.items()}
-    for args in inputs:
-        va, vb = acts(sd_a, args), acts(sd_b, args)
-        for name, where in plan.single.items():
-            for mom, (site, d) in zip(single[name], where):
-                mom.add(_units(va[site.node], site, (d,)), _units(vb[site.node], site, (d,)))
-        for pair, where in plan.joint.items():
-            for mom, (site, do, di) in zip(joint[pair], where):
-                mom.add(_units(va[site.node], site, (do, di)), _units(vb[site.node], site, (do, di)))
+    single, joint = unit_moments(model, parsed, [sd_a, sd_b], inputs, pairs=((0, 1),))
 
-    def total(moments: list[_Moments], size: int) -> torch.Tensor:
+    def total(moments: list[Moments], size: int) -> torch.Tensor:
         out = torch.zeros(size, size, dtype=torch.float64)
         for m in moments:
             out += m.correlation()

@@ -5,7 +5,8 @@ are loaded whole). Tensors are read one entry at a time and written shard by sha
 (`--max-shard-size`), so memory stays near one output shard plus one entry per
 input. `--align weight` first permutes every model onto the anchor (the base, else
 the first model) with the spec from `--model MODULE:FACTORY` (returning (model,
-example_inputs)) or the spec stored in the first checkpoint.
+example_inputs)) or the spec stored in the first checkpoint. `--method zipit` and
+`--method cca` merge by the models' features instead (`weightspace.cli.merge_features`).
 """
 from __future__ import annotations
 
@@ -34,13 +35,17 @@ def shard_bytes(text: str) -> int:
 
 def add_parser(sub) -> None:
     from ..merge.methods import METHODS
+    from ..merge.zip import ZIP_METHODS
 
-    p = sub.add_parser("merge", help="merge checkpoints (soups, SLERP, task arithmetic, TIES, DARE, model stock)")
+    p = sub.add_parser("merge", help="merge checkpoints (soups, SLERP, task arithmetic, TIES, DARE, model stock, "
+                                     "ZipIt!, CCA)")
     p.add_argument("models", nargs="+", help="checkpoints to merge (safetensors, sharded index, HF folder)")
-    p.add_argument("--method", required=True, choices=sorted(METHODS), help="merge method")
+    p.add_argument("--method", required=True, choices=sorted(METHODS) + list(ZIP_METHODS), help="merge method")
     p.add_argument("--base", help="base checkpoint (task-vector methods: task_arithmetic, ties, dare, model_stock)")
     p.add_argument("--align", choices=("weight", "none"), default="none", help="permutation alignment first")
     p.add_argument("--model", help="MODULE:FACTORY returning (model, example_inputs), for the spec")
+    p.add_argument("--data", help="zipit, cca: MODULE:FACTORY returning batches of one shape (the activations)")
+    p.add_argument("--depth", type=int, help="zipit, cca: zip only the first N groups (partial zipping)")
     p.add_argument("--out", required=True, type=Path, help="output: a .safetensors file or a folder (HF layout)")
     p.add_argument("--weights", type=float, nargs="+", help="per-model weights (linear, task_arithmetic, dare)")
     p.add_argument("--t", type=float, help="slerp: position from the first model (0) to the second (1)")
@@ -88,7 +93,14 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..merge import merge_files
+    from ..merge.zip import ZIP_METHODS
 
+    if args.method in ZIP_METHODS:
+        from .merge_features import run_features
+
+        return run_features(args)
+    if args.data is not None or args.depth is not None:
+        raise ConfigError(f"--data and --depth apply to --method zipit or cca, not {args.method}")
     start = time.perf_counter()
     options = _options(args)
     spec = _spec(args) if args.align != "none" or args.model else None

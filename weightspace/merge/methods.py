@@ -256,5 +256,6 @@ def method(name: str) -> Method:
     """The method called `name`; ConfigError listing the methods otherwise."""
     found = METHODS.get(name)
     if found is None:
-        raise ConfigError(f"unknown merge method {name!r}; the methods are {', '.join(METHODS)}")
+        raise ConfigError(f"unknown merge method {name!r}; the methods are {', '.join(METHODS)} "
+                          "(zipit and cca are weightspace.merge.zip_models)")
     return found
