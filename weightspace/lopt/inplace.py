@@ -18,6 +18,7 @@ import torch
 
 from ..spec import WeightSpec
 from .features import FeatureConfig, State
+from .native import native_step, supports_native
 from .rule import LearnedRule
 
 
@@ -97,12 +98,18 @@ def inplace_step(
 ) -> None:
     """One step of `rule` (see `supports_inplace`): `params` and `states` are updated in place.
 
+    float32 CPU steps run the native kernel (`native.native_step`) where it builds; the
+    torch ops below serve the rest.
+
     Args:
         params, grads, states: per key, as `LearnedRule.forward` takes them.
         spec: the spec restricted to these keys (for spec-aware meta-networks).
         lrs: per key, the factor of its whole update.
         workspace: the buffers kept between steps.
     """
+    if supports_native(rule, params, grads, states, spec):
+        native_step(rule, params, grads, states, spec, lrs)
+        return
     config = rule.features
     inv = {}
     parts = ({}, {}, {})
