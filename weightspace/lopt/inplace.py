@@ -18,15 +18,17 @@ import torch
 
 from ..spec import WeightSpec
 from .features import FeatureConfig, State
-from .native import native_step, supports_native
+from .native import native_step, scratch_size, supports_native
 from .rule import LearnedRule
 
 
 class Workspace:
-    """Feature buffers (R, *shape) per parameter name, reused while the shape, dtype and device stay."""
+    """Feature buffers (R, *shape) per parameter name, reused while the shape, dtype and device stay,
+    and the native step's scratch."""
 
     def __init__(self):
         self._buffers: dict[str, torch.Tensor] = {}
+        self._scratch = torch.empty(0)
 
     def raw(self, key: str, param: torch.Tensor, channels: int) -> torch.Tensor:
         buf = self._buffers.get(key)
@@ -35,6 +37,13 @@ class Workspace:
             buf = torch.empty(shape, dtype=param.dtype, device=param.device)
             self._buffers[key] = buf
         return buf
+
+
+    def scratch(self, numel: int) -> torch.Tensor:
+        """A float32 CPU buffer of at least `numel` elements (the native step's), reused between steps."""
+        if self._scratch.numel() < numel:
+            self._scratch = torch.empty(numel)
+        return self._scratch
 
 
 def supports_inplace(rule: LearnedRule) -> bool:
@@ -108,7 +117,9 @@ def inplace_step(
         workspace: the buffers kept between steps.
     """
     if supports_native(rule, params, grads, states, spec):
-        native_step(rule, params, grads, states, spec, lrs)
+        size = scratch_size(rule, sum(p.numel() for p in params.values()))
+        scratch = workspace.scratch(size) if size else None
+        native_step(rule, params, grads, states, spec, lrs, scratch)
         return
     config = rule.features
     inv = {}

@@ -34,6 +34,7 @@ from .rule import LearnedRule
 ENV_VAR = "WEIGHTSPACE_LOPT_NATIVE"
 SOURCE = Path(__file__).with_name("native_step.cpp")
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
+SCRATCH_MAX_HIDDEN = 8  # pooling nets up to this width keep their hidden features between passes
 # net type -> (pools over the tensor, pools over the spec's groups)
 POOLING = {PerParameterMLP: (False, False), DeepSetMLP: (True, False), GroupContextMLP: (True, True)}
 
@@ -120,6 +121,36 @@ def supports_native(
     return lib is not None and _fits(rule, lib)
 
 
+def scratch_size(rule: LearnedRule, numel: int) -> int:
+    """Floats of scratch `native_step` uses over `numel` parameter elements (0: none).
+
+    Pooling nets of several layers make one more pass per hidden layer but the last; up to
+    `SCRATCH_MAX_HIDDEN` channels, each such pass stores its layer's output (H floats per
+    element), so the next pass reads it instead of recomputing the features and earlier layers.
+    """
+    net = rule.net
+    if POOLING[type(net)][0] and net.layers > 1 and net.hidden <= SCRATCH_MAX_HIDDEN:
+        return net.hidden * numel
+    return 0
+
+
+def bytes_per_element(rule: LearnedRule) -> int:
+    """Bytes one native step streams per parameter element (float32). The first pass reads the
+    parameter, gradient, momenta and RMS (R = 3 + M floats) and writes momenta and RMS; every
+    hidden pass of a pooling net reads them again (or, with a scratch, the previous hidden
+    features) and, with a scratch, writes its hidden features; the last pass reads them (with a
+    scratch: the hidden features, parameter, nominal momentum and RMS) and writes the parameter."""
+    m, net = len(rule.features.momentum_decays), rule.net
+    hidden = net.layers - 1 if POOLING[type(net)][0] else 0
+    floats = (3 + m) + (m + 1) + 1
+    if scratch_size(rule, 1):
+        h = net.hidden
+        floats += (3 + m + h) + (hidden - 1) * 2 * h + (h + 3)
+    else:
+        floats += (3 + m) * (hidden + 1)
+    return 4 * floats
+
+
 def _members(net: torch.nn.Module, spec: WeightSpec | None, keys: list[str]):
     """Per key: (factored shape, [(factor dim, group id)]), and the size of every group id."""
     if not isinstance(net, GroupContextMLP):
@@ -147,11 +178,12 @@ def native_step(
     states: Mapping[str, State],
     spec: WeightSpec | None,
     lrs: Mapping[str, float],
+    scratch: torch.Tensor | None = None,
 ) -> None:
     """One step of `rule` in place (`params` and `states`), where `supports_native` holds.
 
-    Arguments as `inplace.inplace_step`; the argument layout below matches
-    `ws_lopt_step` in native_step.cpp.
+    Arguments as `inplace.inplace_step`; `scratch`: float32 CPU, at least `scratch_size` floats
+    (None where that is 0). The argument layout below matches `ws_lopt_step` in native_step.cpp.
     """
     lib = library()
     config, net = rule.features, rule.net
@@ -184,6 +216,7 @@ def native_step(
     head = [net.head.weight.detach().contiguous(), net.head.bias.detach().contiguous()]
     alive += head
     ptrs += [t.data_ptr() for t in head]
+    ptrs.append(None if scratch is None else scratch.data_ptr())
     for k in keys:
         g = grads[k].contiguous()
         alive.append(g)

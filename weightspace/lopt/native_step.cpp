@@ -47,7 +47,7 @@ struct Config {
   double time_scales[MAXT];
   bool adam, bounded, tensor_ctx, group_ctx;
   int nominal;
-  const float *W[MAXL], *b[MAXL], *U[MAXL], *V[MAXL];
+  const float *W[MAXL], *b[MAXL], *pool[MAXL], *group[MAXL];  // per layer: own map, bias, tensor and group maps
   const float* hw;
   float hb;
 };
@@ -59,6 +59,7 @@ struct Key {
   std::vector<Member> members;
   int64_t run;
   int inner;  // index of the member whose unit is the offset in the run, or -1
+  float* h;   // H x n scratch for the hidden features between passes, or null
   float inv_v, inv_m, nrms;
   float time[MAXT];
   double inv_rms[MAXC];
@@ -143,20 +144,21 @@ struct Block {
 };
 
 // Reads elements [i, i + cnt) of the state (zeros past cnt).
-inline void load(int M, const Key& k, int64_t i, int cnt, Block& s) {
-  const float* src[3 + MAXM] = {k.p + i, k.g + i, k.v + i};
-  for (int q = 0; q < M; ++q) src[3 + q] = k.m + q * k.n + i;
-  V* dst[3 + MAXM] = {s.p, s.g, s.v};
-  for (int q = 0; q < M; ++q) dst[3 + q] = s.m[q];
-  for (int a = 0; a < 3 + M; ++a) {
-    if (cnt == B) {
-      for (int u = 0; u < NV; ++u) dst[a][u] = loadu(src[a] + u * W);
-    } else {
-      float pad[B] = {};
-      std::memcpy(pad, src[a], sizeof(float) * cnt);
-      for (int u = 0; u < NV; ++u) dst[a][u] = loadu(pad + u * W);
-    }
+inline void load_lanes(const float* src, int cnt, V* dst) {
+  if (cnt == B) {
+    for (int u = 0; u < NV; ++u) dst[u] = loadu(src + u * W);
+  } else {
+    float pad[B] = {};
+    std::memcpy(pad, src, sizeof(float) * cnt);
+    for (int u = 0; u < NV; ++u) dst[u] = loadu(pad + u * W);
   }
+}
+
+inline void load(int M, const Key& k, int64_t i, int cnt, Block& s) {
+  load_lanes(k.p + i, cnt, s.p);
+  load_lanes(k.g + i, cnt, s.g);
+  load_lanes(k.v + i, cnt, s.v);
+  for (int q = 0; q < M; ++q) load_lanes(k.m + q * k.n + i, cnt, s.m[q]);
 }
 
 inline void store(float* dst, const V* src, int cnt) {
@@ -183,7 +185,7 @@ inline void update_state(const Config& c, int M, const Key& k, int64_t i, int cn
 // The nominal term of one vector: m_hat / (sqrt(v_hat) + eps) (Adam) or the momentum (SGDM).
 inline V nominal(const Config& c, const Key& k, V m, V corrected) {
   if (!c.adam) return m;
-  const V root = corrected * vrsqrt(vmax(corrected, splat(1e-30f)));
+  const V root = corrected * vrsqrt(vmax(corrected, splat(1e-30f)));  // finite at v_hat = 0
   return m * k.inv_m * vrcp(root + c.eps);
 }
 
@@ -293,17 +295,30 @@ void piece(const Config& c, const Key& k, int upto, int64_t begin, int64_t end, 
       const int cnt = (int)std::min<int64_t>(B, stop - ii);
       const int64_t jj = j + (ii - i);
       Block s;
-      load(M, k, ii, cnt, s);
-      if (pass == STATS_RAW) {
-        update_state(c, M, k, ii, cnt, s);
-        if (!pool) {
-          add_squares(c, M, k, s, cnt, sq, nsq);
-          continue;
-        }
-      }
-      features(c, M, k, s, x, nom);
       V(*out)[NV] = x;
-      for (int l = 0; l < layers; ++l) {
+      // With a scratch, a later pass starts from the hidden features the one before stored.
+      const int first = k.h == nullptr || pass == STATS_RAW ? 0 : (pass == FINAL ? c.L - 1 : upto);
+      if (first > 0) {
+        out = h[(first + 1) % 2];
+        for (int o = 0; o < H; ++o) load_lanes(k.h + o * k.n + ii, cnt, out[o]);
+        if (pass == FINAL) {
+          load_lanes(k.p + ii, cnt, s.p);
+          load_lanes(k.v + ii, cnt, s.v);
+          load_lanes(k.m + c.nominal * k.n + ii, cnt, s.m[c.nominal]);
+          for (int u = 0; u < NV; ++u) nom[u] = nominal(c, k, s.m[c.nominal][u], s.v[u] * k.inv_v);
+        }
+      } else {
+        load(M, k, ii, cnt, s);
+        if (pass == STATS_RAW) {
+          update_state(c, M, k, ii, cnt, s);
+          if (!pool) {
+            add_squares(c, M, k, s, cnt, sq, nsq);
+            continue;
+          }
+        }
+        features(c, M, k, s, x, nom);
+      }
+      for (int l = first; l < layers; ++l) {
         const float* inner = nullptr;
         int64_t istride = 0;
         if (k.inner >= 0) {
@@ -313,6 +328,8 @@ void piece(const Config& c, const Key& k, int upto, int64_t begin, int64_t end, 
         dense(l == 0 ? k.w1.data() : c.W[l], l == 0 ? R : H, H, out, rowc + l * H, inner, istride, h[l % 2]);
         out = h[l % 2];
       }
+      if (pass == STATS_HIDDEN && k.h)
+        for (int o = 0; o < H; ++o) store(k.h + o * k.n + ii, out[o], cnt);
       if (pass == FINAL) {
         V o[NV];
         for (int u = 0; u < NV; ++u) o[u] = splat(c.hb);
@@ -426,7 +443,7 @@ void group_contexts(const Config& c, std::vector<Key>& keys, const std::vector<f
     std::vector<double> mapped(c.H * size, 0.0);
     for (int o = 0; o < c.H; ++o)
       for (int q = 0; q < cin; ++q) {
-        const double w = c.V[l][o * cin + q] / count;
+        const double w = c.group[l][o * cin + q] / count;
         for (int64_t u = 0; u < size; ++u) mapped[o * size + u] += w * mean[q * size + u];
       }
     for (Key& k : keys)
@@ -471,11 +488,12 @@ void ws_lopt_step(const int64_t* ints, const double* reals, void* const* ptrs, i
   void* const* pt = ptrs;
   for (int l = 0; l < c.L; ++l) c.W[l] = (const float*)*pt++;
   for (int l = 0; l < c.L; ++l) c.b[l] = (const float*)*pt++;
-  for (int l = 0; l < c.L; ++l) c.U[l] = (const float*)*pt++;
-  for (int l = 0; l < c.L; ++l) c.V[l] = (const float*)*pt++;
+  for (int l = 0; l < c.L; ++l) c.pool[l] = (const float*)*pt++;
+  for (int l = 0; l < c.L; ++l) c.group[l] = (const float*)*pt++;
   c.hw = (const float*)*pt++;
   c.hb = *(const float*)*pt++;
 
+  float* scratch = (float*)*pt++;  // H floats per element (pooling nets, optional)
   std::vector<Key> keys(nkeys);
   int64_t total = 0;
   for (int64_t kk = 0; kk < nkeys; ++kk) {
@@ -509,6 +527,7 @@ void ws_lopt_step(const int64_t* ints, const double* reals, void* const* ptrs, i
           if (k.members[q].dim == dmax) k.inner = (int)q, k.run = k.members[q].size;
     }
     k.p = (float*)*pt++, k.g = (float*)*pt++, k.m = (float*)*pt++, k.v = (float*)*pt++, k.step = (float*)*pt++;
+    k.h = scratch && (c.tensor_ctx || c.group_ctx) ? scratch + c.H * (total - k.n) : nullptr;
     k.lr_alpha = (float)lr_alpha[kk];
     *k.step += 1.0f;
     const float step = std::max(*k.step, 1.0f);
@@ -579,7 +598,7 @@ void ws_lopt_step(const int64_t* ints, const double* reals, void* const* ptrs, i
       for (int q = 0; q < c.R; ++q) k.w1[o * c.R + q] = (float)(w[q] * k.inv_rms[q]);
       for (int t2 = 0; t2 < c.T; ++t2) value += (double)w[c.R + t2] * k.time[t2];
       if (c.tensor_ctx) {
-        const float* u = c.U[0] + o * c.C0;
+        const float* u = c.pool[0] + o * c.C0;
         for (int q = 0; q < c.R; ++q) value += (double)u[q] * (t[c.R + q] / n) * k.inv_rms[q];
         for (int t2 = 0; t2 < c.T; ++t2) value += (double)u[c.R + t2] * k.time[t2];
       }
@@ -598,7 +617,7 @@ void ws_lopt_step(const int64_t* ints, const double* reals, void* const* ptrs, i
         for (int o = 0; o < c.H; ++o) {
           double value = c.b[l + 1][o];
           if (c.tensor_ctx)
-            for (int q = 0; q < c.H; ++q) value += (double)c.U[l + 1][o * c.H + q] * (t[c.H + q] / (double)k.n);
+            for (int q = 0; q < c.H; ++q) value += (double)c.pool[l + 1][o * c.H + q] * (t[c.H + q] / (double)k.n);
           k.bias[(l + 1) * c.H + o] = (float)value;
         }
       }
