@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Mapping
 
 import torch
+from torch.autograd.graph import increment_version
 
 from ..spec import WeightSpec
 from .features import State
@@ -225,3 +226,5 @@ def native_step(
                  state["step"].data_ptr()]
     lib.ws_lopt_step((ctypes.c_int64 * len(ints))(*ints), (ctypes.c_double * len(reals))(*reals),
                      (ctypes.c_void_p * len(ptrs))(*ptrs), torch.get_num_threads())
+    # written through raw pointers: tell autograd, as an in-place torch op would
+    increment_version([t for k in keys for t in (params[k], *states[k].values())])
