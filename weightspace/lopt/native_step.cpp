@@ -467,7 +467,7 @@ void ws_lopt_limits(int64_t* out) {
   out[0] = MAXM, out[1] = MAXT, out[2] = MAXC, out[3] = MAXL;
 }
 
-// One step; layout of the arguments in weightspace/lopt/native.py (`_pack`).
+// One step; the arguments are packed by `native_step` in weightspace/lopt/native.py.
 void ws_lopt_step(const int64_t* ints, const double* reals, void* const* ptrs, int64_t threads) {
   Config c;
   int64_t nkeys = ints[0];
