@@ -13,7 +13,8 @@ per-tensor magnitude control; `bound="none"` gives `nominal + β · f`), with f 
 architecture), `GraphMetaNet` (message passing over the parameter graph with the
 graph metanetwork's per-edge head; any architecture; needs torch_geometric) and
 `UNFMetaNet` (UNF equivariant layers over one architecture); they live in
-`weightspace.lopt.nets`, `.graph_net` and `.unf_net`, the optimizer state in `.features`.
+`weightspace.lopt.nets`, `.graph_net` and `.unf_net`, the optimizer state in `.features`, the
+in-place step in `.inplace` and its compiled float32 CPU kernel in `.native`.
 Meta-training lives in `tasks/lopt`.
 """
 from .optimizer import LearnedOptimizer

@@ -18,14 +18,17 @@ import torch
 
 from ..spec import WeightSpec
 from .features import FeatureConfig, State
+from .native import native_step, scratch_size, supports_native
 from .rule import LearnedRule
 
 
 class Workspace:
-    """Feature buffers (R, *shape) per parameter name, reused while the shape, dtype and device stay."""
+    """Feature buffers (R, *shape) per parameter name, reused while the shape, dtype and device stay,
+    and the native step's scratch."""
 
     def __init__(self):
         self._buffers: dict[str, torch.Tensor] = {}
+        self._scratch = torch.empty(0)
 
     def raw(self, key: str, param: torch.Tensor, channels: int) -> torch.Tensor:
         buf = self._buffers.get(key)
@@ -34,6 +37,13 @@ class Workspace:
             buf = torch.empty(shape, dtype=param.dtype, device=param.device)
             self._buffers[key] = buf
         return buf
+
+
+    def scratch(self, numel: int) -> torch.Tensor:
+        """A float32 CPU buffer of at least `numel` elements (the native step's), reused between steps."""
+        if self._scratch.numel() < numel:
+            self._scratch = torch.empty(numel)
+        return self._scratch
 
 
 def supports_inplace(rule: LearnedRule) -> bool:
@@ -97,12 +107,20 @@ def inplace_step(
 ) -> None:
     """One step of `rule` (see `supports_inplace`): `params` and `states` are updated in place.
 
+    float32 CPU steps run the native kernel (`native.native_step`) where it builds; the
+    torch ops below serve the rest.
+
     Args:
         params, grads, states: per key, as `LearnedRule.forward` takes them.
         spec: the spec restricted to these keys (for spec-aware meta-networks).
         lrs: per key, the factor of its whole update.
         workspace: the buffers kept between steps.
     """
+    if supports_native(rule, params, grads, states, spec):
+        size = scratch_size(rule, sum(p.numel() for p in params.values()))
+        scratch = workspace.scratch(size) if size else None
+        native_step(rule, params, grads, states, spec, lrs, scratch)
+        return
     config = rule.features
     inv = {}
     parts = ({}, {}, {})

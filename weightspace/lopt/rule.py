@@ -93,6 +93,10 @@ class LearnedRule(nn.Module):
     Attribute `fused` (default True): use the meta-network's `forward_fused` where it
     has one (per-parameter MLP, Deep Set, group context): the same update to float rounding, at a
     fraction of the memory traffic. Set it False to run the reference path.
+
+    Attribute `native` (default True): the optimizer's step runs the compiled kernel of
+    `weightspace.lopt.native` where it applies (fused mlp/deepset/groups, float32, CPU);
+    False keeps the torch in-place step.
     """
 
     def __init__(
@@ -130,6 +134,7 @@ class LearnedRule(nn.Module):
         self.log_alpha = nn.Parameter(torch.tensor(math.log(alpha)))
         self.log_beta = nn.Parameter(torch.tensor(math.log(beta)))
         self.fused = True
+        self.native = True
 
     @property
     def alpha(self) -> float:
