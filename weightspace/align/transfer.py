@@ -17,6 +17,7 @@ permutation current when its point was reached) and keeps it. The sum over point
 one weight matching (`weight_matching`) on the spec with a fixed leading axis over the
 points, so every group the spec records (neurons, channels, heads, residual streams)
 is solved by the library's one matcher, each solve starting from the previous π.
+Only permutations are matched (a spec's sign and scale symmetries are not used).
 """
 from __future__ import annotations
 
