@@ -143,6 +143,10 @@ def transfer_trajectory(
     source_grads: list[dict[str, torch.Tensor]] = []
     target_grads: list[dict[str, torch.Tensor]] = []
 
+    def grad_at(sd: StateDict) -> dict[str, torch.Tensor]:
+        g = gradient(sd)
+        return {k: g[k].detach() for k in keys}
+
     def point(s: int, g: GroupElement) -> dict[str, torch.Tensor]:
         moved = spec.apply(dict(source[s]), g)
         moved.update({k: init[k].detach() + v for k, v in spec.apply(deltas[s], g, strict=False).items()})
@@ -150,11 +154,11 @@ def transfer_trajectory(
 
     for s in range(1, len(source)):
         if method != "naive":
-            source_grads.append({k: gradient(source[s - 1])[k].detach() for k in keys})
+            source_grads.append(grad_at(source[s - 1]))
             if method == "gmt":
-                target_grads = [{k: gradient(point(t, pi))[k].detach() for k in keys} for t in range(s)]
+                target_grads = [grad_at(point(t, pi)) for t in range(s)]
             else:
-                target_grads.append({k: gradient(point(s - 1, pi))[k].detach() for k in keys})
+                target_grads.append(grad_at(point(s - 1, pi)))
             lifted = _stacked_spec(spec, keys, s)
             a = {k: torch.stack([g[k] for g in target_grads]) for k in keys}
             b = {k: torch.stack([g[k] for g in source_grads]) for k in keys}
