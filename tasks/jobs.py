@@ -39,6 +39,7 @@ JOBS: dict[str, str] = {
     "bench-parse": "tasks.benchmarks.parse",
     "bench-zoo": "tasks.benchmarks.zoo_fit",
     "merge-digits": "tasks.merge_digits.cli",
+    "transfer-digits": "tasks.transfer_digits.cli",
 }
 
 

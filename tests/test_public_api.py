@@ -25,8 +25,9 @@ PUBLIC = {
         "merge_models", "zip_models",
     ],
     "weightspace.align": [
-        "LossPath", "Matching", "SteMatching", "activation_matching", "barrier", "interpolate",
-        "merge_many", "plot_paths", "repair", "reset_batchnorm", "ste_matching", "weight_matching",
+        "LossPath", "Matching", "SteMatching", "TrajectoryTransfer", "activation_matching", "barrier", "interpolate",
+        "loss_gradient", "merge_many", "plot_paths", "repair", "reset_batchnorm", "ste_matching",
+        "transfer_trajectory", "weight_matching",
     ],
     "weightspace.augment": [
         "Compose", "GaussianNoise", "MagnitudePruning", "Mixup", "RandomApply", "RandomInputAffine",

@@ -4,6 +4,9 @@ hyperparameters (learning rate, weight decay, width, dropout, init scale, epochs
 Every network draws its shuffles and dropout masks from its own generator and
 stops at its own epoch budget (frozen by the optimizer's `active` mask), so the
 result equals training it alone; metrics are recorded at checkpoint epochs.
+`train_trajectory` also keeps the weights every k steps (a network past its budget
+repeats its final weights), with loss and error on every evaluation set: the
+trajectories that trajectory transfer and models of checkpoints learn from.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from . import classifier_nets as nets
 from .adam import BatchedAdam
 from .classifier_nets import ClassifierConfig
 from .inr_trainer import flushed_denormals
+from weightspace.errors import ZooError
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,19 @@ def evaluate(cfg: ClassifierConfig, params: dict[str, torch.Tensor], data: Split
     return correct / len(data.y), loss / len(data.y)
 
 
+@dataclass(frozen=True)
+class Trajectory:
+    """Weights every `every` optimizer steps, from step 0 (the init) to the last step.
+
+    weights: key -> (N, C, *entry shape); steps: (C,) the step of each checkpoint;
+    metrics: "<set>_loss@step" / "<set>_err@step" -> (N, C).
+    """
+
+    weights: dict[str, torch.Tensor]
+    steps: torch.Tensor
+    metrics: dict[str, torch.Tensor]
+
+
 def train(
     cfg: ClassifierConfig,
     hyper: Hyper,
@@ -75,7 +92,28 @@ def train(
     "<set>_acc@ckpt"/"<set>_loss@ckpt" -> (N, len(checkpoints)).
     """
     with flushed_denormals():
-        return _train(cfg, hyper, seeds, train_set, eval_sets, checkpoints, batch)
+        return _train(cfg, hyper, seeds, train_set, eval_sets, checkpoints, batch)[:3]
+
+
+def train_trajectory(
+    cfg: ClassifierConfig,
+    hyper: Hyper,
+    seeds: list[int],
+    train_set: Split,
+    eval_sets: dict[str, Split],
+    checkpoints: tuple[int, ...],
+    every: int,
+    horizon: int,
+    batch: int = 64,
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor], Trajectory]:
+    """`train`, plus the weights every `every` steps and at the last one, over `horizon` epochs
+    (at least every network's budget), so every chunk of a zoo stores the same checkpoints."""
+    if every < 1:
+        raise ZooError(f"checkpoint every {every} steps: expected at least 1")
+    if horizon < int(hyper.epochs.max()):
+        raise ZooError(f"a trajectory over {horizon} epochs is shorter than a network's budget {int(hyper.epochs.max())}")
+    with flushed_denormals():
+        return _train(cfg, hyper, seeds, train_set, eval_sets, checkpoints, batch, every, horizon)
 
 
 def _record(cfg: ClassifierConfig, params: dict[str, torch.Tensor], eval_sets: dict[str, Split], history: dict) -> None:
@@ -85,7 +123,40 @@ def _record(cfg: ClassifierConfig, params: dict[str, torch.Tensor], eval_sets: d
         history.setdefault(f"{name}_loss@ckpt", []).append(ce)
 
 
-def _train(cfg, hyper, seeds, train_set, eval_sets, checkpoints, batch):
+class _Recorder:
+    """Keeps the weights and their metrics every `every` steps and at step `last` (nothing when every is None)."""
+
+    def __init__(self, cfg: ClassifierConfig, eval_sets: dict[str, Split], every: int | None, last: int):
+        self.cfg, self.eval_sets, self.every, self.last = cfg, eval_sets, every, last
+        self.steps: list[int] = []
+        self.weights: list[dict[str, torch.Tensor]] = []
+        self.metrics: dict[str, list[torch.Tensor]] = {}
+
+    def __call__(self, step: int, params: dict[str, torch.Tensor], trained_at: int) -> None:
+        """Record at `step` if it is due; the weights last moved at step `trained_at`."""
+        if self.every is None or (step % self.every and step != self.last):
+            return
+        if self.weights and self.steps[-1] >= trained_at:
+            self.steps.append(step)
+            self.weights.append(self.weights[-1])
+            for values in self.metrics.values():
+                values.append(values[-1])
+            return
+        self.steps.append(step)
+        self.weights.append({k: v.detach().clone() for k, v in params.items()})
+        for name, data in self.eval_sets.items():
+            acc, ce = evaluate(self.cfg, self.weights[-1], data)
+            self.metrics.setdefault(f"{name}_loss@step", []).append(ce)
+            self.metrics.setdefault(f"{name}_err@step", []).append(1 - acc)
+
+    def result(self) -> Trajectory | None:
+        if self.every is None:
+            return None
+        weights = {k: torch.stack([w[k] for w in self.weights], dim=1) for k in self.cfg.keys}
+        return Trajectory(weights, torch.tensor(self.steps), {k: torch.stack(v, dim=1) for k, v in self.metrics.items()})
+
+
+def _train(cfg, hyper, seeds, train_set, eval_sets, checkpoints, batch, every=None, horizon=0):
     n = len(hyper)
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
     mask = nets.unit_masks(cfg, hyper.width)
@@ -98,10 +169,16 @@ def _train(cfg, hyper, seeds, train_set, eval_sets, checkpoints, batch):
     hidden = len(cfg.layers) - 1
     keep = (1 - hyper.dropout).clamp_min(1e-3)
     history: dict[str, list[torch.Tensor]] = {}
-    last = max(int(hyper.epochs.max()), *checkpoints) if checkpoints else int(hyper.epochs.max())
+    last = max(int(hyper.epochs.max()), horizon, *checkpoints)
+    record = _Recorder(cfg, eval_sets, every, last * steps_per_epoch)
+    record(0, params, 0)
+    step_count = trained_at = 0
     for epoch in range(1, last + 1):
         active = hyper.epochs >= epoch
         if not bool(active.any()):
+            for _ in range(steps_per_epoch):
+                step_count += 1
+                record(step_count, params, trained_at)
             if epoch in checkpoints:
                 _record(cfg, params, eval_sets, history)
             continue
@@ -116,6 +193,9 @@ def _train(cfg, hyper, seeds, train_set, eval_sets, checkpoints, batch):
             opt.zero_grad()
             loss.sum().backward()
             opt.step(active)
+            step_count += 1
+            trained_at = step_count
+            record(step_count, params, trained_at)
         if epoch in checkpoints:
             _record(cfg, params, eval_sets, history)
     final = {k: v.detach() for k, v in params.items()}
@@ -123,4 +203,4 @@ def _train(cfg, hyper, seeds, train_set, eval_sets, checkpoints, batch):
     for name, data in eval_sets.items():
         metrics[f"{name}_acc"], metrics[f"{name}_loss"] = evaluate(cfg, final, data)
     metrics.update({k: torch.stack(v, dim=1) for k, v in history.items()})
-    return init, final, metrics
+    return init, final, metrics, record.result()

@@ -6,6 +6,12 @@ Each network n draws, from its own seed: learning rate (log-uniform), weight dec
 (uniform in [0, 0.5]), init scale (log-uniform in [0.5, 2]) and epochs (uniform in
 [epochs/4, epochs]). Networks are assigned to train/val/test (70/15/15) by a seeded
 draw too, so a metanetwork never sees test networks.
+
+With `checkpoint_every=k` each network's weights are also stored every k optimizer
+steps over the recipe's full `max_epochs` (a network past its own budget repeats its
+final weights) and at the last step, under `trajectory/<key>` with shape (N, C, *entry shape), their
+loss and error on train/val/test in the metrics ("<set>_loss@step", "<set>_err@step"),
+and the steps in the manifest's "trajectory_steps".
 """
 from __future__ import annotations
 
@@ -21,12 +27,12 @@ import weightspace as ws
 
 from . import builder
 from .classifier_nets import ClassifierConfig
-from .classifier_trainer import Hyper, Split, train
+from .classifier_trainer import Hyper, Split, train, train_trajectory
 from .datasets import load_dataset
 from .distributed import Ranks
 from weightspace.errors import ZooError
 from .inr_zoo import derived_seed
-from .storage import INIT_PREFIX
+from .storage import INIT_PREFIX, TRAJECTORY_PREFIX
 
 _PURPOSE_HYPER, _PURPOSE_TRAIN, _PURPOSE_SPLIT = 11, 12, 13
 
@@ -95,8 +101,14 @@ def classifier_job(
     count: int,
     chunk: int = 256,
     command: list[str] | None = None,
+    checkpoint_every: int | None = None,
 ) -> builder.BuildJob:
-    """The build job of a classifier zoo on the dataset's train split (val/test for metrics)."""
+    """The build job of a classifier zoo on the dataset's train split (val/test for metrics).
+
+    checkpoint_every: also store every network's weights every that many steps (a trajectory zoo).
+    """
+    if checkpoint_every is not None and checkpoint_every < 1:
+        raise ZooError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
     data = load_dataset(dataset)
     x = data.values.unsqueeze(1)
     sets = {s: Split(x[data.indices(s)], data.labels[data.indices(s)]) for s in ("train", "val", "test")}
@@ -106,13 +118,27 @@ def classifier_job(
         spec = ws.parse(cfg.module(), (sets["train"].x[:4],))
     plan = {"kind": "classifier", "dataset": dataset, "count": count, "recipe": asdict(recipe), "architecture": cfg.to_dict(), "chunk": chunk}
     ckpts = recipe.checkpoint_epochs
+    steps: list[int] = []
+    if checkpoint_every is not None:
+        plan["checkpoint_every"] = checkpoint_every
+        per_epoch = -(-len(sets["train"].y) // recipe.batch)
+        last = recipe.max_epochs * per_epoch
+        steps = sorted({*range(0, last + 1, checkpoint_every), last})
 
     def make(start: int, stop: int) -> tuple[dict[str, torch.Tensor], dict]:
         nets = range(start, stop)
         hyper = sample_hyper(recipe, nets)
         seeds = [derived_seed(recipe.seed, j, _PURPOSE_TRAIN) for j in nets]
-        init, final, metrics = train(cfg, hyper, seeds, sets["train"], sets, ckpts, recipe.batch)
-        tensors = {**final, **{INIT_PREFIX + k: v for k, v in init.items()}}
+        if checkpoint_every is None:
+            init, final, metrics = train(cfg, hyper, seeds, sets["train"], sets, ckpts, recipe.batch)
+            trajectory = {}
+        else:
+            init, final, metrics, traj = train_trajectory(
+                cfg, hyper, seeds, sets["train"], sets, ckpts, checkpoint_every, recipe.max_epochs, recipe.batch
+            )
+            trajectory = {TRAJECTORY_PREFIX + k: v for k, v in traj.weights.items()}
+            metrics = {**metrics, **traj.metrics}
+        tensors = {**final, **{INIT_PREFIX + k: v for k, v in init.items()}, **trajectory}
         rows = [hyper.row(i) for i in range(len(hyper))]
         content = {
             "networks": {"split": [network_split(recipe.seed, j) for j in nets], "seed": seeds},
@@ -132,6 +158,7 @@ def classifier_job(
             "dataset": {**data.describe(), "source": dataset},
             "recipe": asdict(recipe),
             "checkpoint_epochs": list(ckpts),
+            **({"trajectory_steps": steps} if checkpoint_every is not None else {}),
             "summary": {"test_acc_mean": float(acc.mean()), "test_acc_min": float(acc.min()), "test_acc_max": float(acc.max())},
         }
 

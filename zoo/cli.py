@@ -2,6 +2,7 @@
 
     weightspace zoo build inr --dataset digits --views 1 --out runs/digits
     weightspace zoo build classifiers --dataset digits --count 256 --out runs/cnns
+    weightspace zoo build classifiers --arch mlp --count 2000 --checkpoint-every 20 --out runs/trajectories
     weightspace zoo import dwsnets dataset/mnist-inrs dataset/mnist_splits.json --out runs/dwsnets-mnist
     weightspace zoo import small-cnn-zoo small-cnn-zoo/mnist --out runs/cnn-zoo-mnist
     weightspace zoo import checkpoints my-inrs/ --out runs/my-inrs --activation sin
@@ -55,6 +56,8 @@ def add_parser(sub) -> None:
     cls.add_argument("--width", type=int, default=16, help="maximum hidden width (sampled widths are masked)")
     cls.add_argument("--epochs", type=int, default=12, help="maximum epochs (sampled per network)")
     cls.add_argument("--checkpoints", type=int, nargs="+", default=None, help="epochs at which to record metrics")
+    cls.add_argument("--checkpoint-every", type=int, default=None,
+                     help="also store the weights every K optimizer steps, with their loss and error (a trajectory zoo)")
     _common(cls)
     cls.set_defaults(run=run_build_classifiers)
 
@@ -214,7 +217,7 @@ def run_build_classifiers(args) -> int:
     ranks = setup()
     try:
         m = build_classifier_zoo(
-            args.out, args.dataset, recipe, args.count, ranks, chunk=args.chunk,
+            args.out, args.dataset, recipe, args.count, ranks, chunk=args.chunk, checkpoint_every=args.checkpoint_every,
             command=_command(args), max_shards=args.max_shards, progress=not args.quiet,
         )
     finally:

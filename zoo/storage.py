@@ -39,6 +39,7 @@ SHARDS = "shards"
 MANIFEST = "manifest.json"
 PLAN = "plan.json"
 INIT_PREFIX = "init/"
+TRAJECTORY_PREFIX = "trajectory/"
 ELEMENT_PREFIX = "group_element/"
 
 

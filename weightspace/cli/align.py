@@ -53,7 +53,7 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def _loss(spec: str, data: list):
+def loss_function(spec: str, data: list):
     """The loss function `--loss` names (auto: by the targets' dtype)."""
     if ":" in spec:
         return import_target(spec, "--loss")
@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     paths = {}
     if labelled:
         alphas = [i / (args.steps - 1) for i in range(args.steps)]
-        evaluate = Evaluator(_scored(model, inputs, console), data, _loss(args.loss, data))
+        evaluate = Evaluator(_scored(model, inputs, console), data, loss_function(args.loss, data))
         try:
             evaluate(sd_a)
         except (TypeError, ValueError, RuntimeError, IndexError) as err:

@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "inspect": "weightspace.cli.inspect",
     "align": "weightspace.cli.align",
     "merge": "weightspace.cli.merge",
+    "transfer": "weightspace.cli.transfer",
 }
 
 
