@@ -26,18 +26,22 @@ group touches, through the spec's own action (`WeightSpec.apply`).
 
 Coordinate descent alone stalls where a tiny group sits between the two sides of one
 wide group, as the squeeze-excitation bottleneck of an inverted-residual block does
-(expand 1×1 -> depthwise -> SE reduce to 2-4 units -> SE expand back -> project):
-once the 2 SE units are swapped, the SE expand weight (wide × 2, the largest entries
-of the block at init: fan-in 2) shows the wide group its two columns swapped, and the
-wide group settles on the channels that fit them (measured: 10 of 48 channels, on 2 of
-5 seeds of a two-block net with 2-unit SE, and with 3 restarts on 1 of 5 in a 3-block
-one). Each step alone then loses J (swapping the SE units back: −0.7 of 348; re-solving
-the channels after it: +14), so no coordinate step leaves. Hence, once a pair's sweep
-brings no gain, every small group (at most `ENUMERATED_MAX` units, not part of a
-factored axis, which the hierarchical step handles) is tried at each of its other
-permutations with its neighbour groups re-solved for it (`_escape`); the best move that
-raises J is kept and descent resumes. The objective is the same; only a better optimum
-is reached, so J never drops below what plain descent finds from the same start.
+(expand 1×1 -> depthwise -> SE reduce to 2 units -> SE expand back -> project). Once the
+2 SE units are swapped, the SE expand weight (wide × 2, the largest entries of the
+block at init: fan-in 2) shows the wide group its two columns swapped, and the wide
+group settles on the channels that fit them (10 of 48 channels in one case). Each step
+alone then loses J (swapping the SE units back: −0.7 of 348; re-solving the channels
+after that: +14), so no coordinate step leaves. Measured on planted copies: 3 of 5
+seeds of tests/align/bottleneck.py keep an SE group and its channel group wrong (2 of
+9 groups); on a 3-block variant 2 of 5 seeds stay wrong with 3 restarts too. Neither
+the depthwise (per-channel) kernels nor BatchNorm-only tensors are the cause: their
+evidence is exact but outweighed by the swapped SE columns. Hence, once a pair's sweep
+brings no gain, every small bottleneck group (at most `ENUMERATED_MAX` units, sharing
+two or more tensors with one other group, not part of a factored axis, which the
+hierarchical step handles) is tried at each of its other permutations with its
+neighbour groups re-solved for it (`_escape`); the best move that raises J is kept and
+descent resumes. The objective is the same; J never ends below what plain descent
+reaches before the first stall.
 
 Large slots keep their contraction between solves and update it on the columns
 another group moved (`_SlotCache`); the tensors and contractions stay on the state
@@ -373,6 +377,16 @@ def _escape(p: _Problem, perms: Perms, small: list[str], near: dict[str, list[st
     return moved
 
 
+def _bottleneck(p: _Problem, name: str) -> bool:
+    """Whether some other group shares two or more tensors with `name` (reads it and is read by it, as around SE units)."""
+    keys = {key for key, _ in p.slots[name]}
+    shared: dict[str, int] = {}
+    for other, slots in p.slots.items():
+        if other != name:
+            shared[other] = len(keys & {key for key, _ in slots})
+    return any(n >= 2 for n in shared.values())
+
+
 def _run(p: _Problem, perms: Perms, max_sweeps: int, hierarchical: bool, gen: torch.Generator):
     """Coordinate descent from `perms` ((B, n) each); per pair: best J, its perms, sweeps run."""
     order = [n for n in p.slots if p.slots[n]]
@@ -386,7 +400,7 @@ def _run(p: _Problem, perms: Perms, max_sweeps: int, hierarchical: bool, gen: to
     near = {n: torch.tensor([slot[m] for m in sorted(v)], dtype=torch.long) for n, v in neighbors.items()}
     factored = set(p.pairs) | {inner for inners in p.pairs.values() for inner in inners}
     coupled = {n: sorted(neighbors[n] - {n}) for n in order}
-    small = [n for n in order if 1 < p.sizes[n] <= ENUMERATED_MAX and n not in factored and coupled[n]]
+    small = [n for n in order if 1 < p.sizes[n] <= ENUMERATED_MAX and n not in factored and _bottleneck(p, n)]
     counts = torch.zeros(len(slot), p.batch, dtype=torch.long)  # per group and pair: how often it has moved
     version = {name: counts[i] for name, i in slot.items()}  # row views, updated in place
 
