@@ -224,6 +224,32 @@ class BartLogits(nn.Module):
         return self.m(input_ids=ids, decoder_input_ids=dec, use_cache=False).logits
 
 
+class UnequalCat(nn.Module):
+    """Two branches of widths 8 and 12 joined by torch.cat, then a Linear: chunks of gcd 4."""
+
+    def __init__(self, widths=(8, 12)):
+        super().__init__()
+        self.a, self.b = nn.Linear(4, widths[0]), nn.Linear(4, widths[1])
+        self.head = nn.Linear(sum(widths), 3)
+
+    def forward(self, x):
+        return self.head(torch.cat([torch.relu(self.a(x)), torch.tanh(self.b(x))], -1))
+
+
+class UnequalQKV(nn.Module):
+    """A fused q/k/v projection split unequally ([4, 4, 8]: v twice as wide as q, k) in a residual block."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed, self.qkv, self.o, self.head = nn.Linear(3, 6), nn.Linear(6, 16), nn.Linear(8, 6), nn.Linear(6, 2)
+
+    def forward(self, x):
+        h = self.embed(x)
+        q, k, v = self.qkv(h).split([4, 4, 8], -1)
+        a = torch.softmax(q @ k.transpose(-1, -2) / 2, -1) @ v
+        return self.head((h + self.o(a)).mean(1))
+
+
 def _seeded(fn):
     def build():
         torch.manual_seed(0)
@@ -263,6 +289,9 @@ CASES = [
                                                         torch.arange(8).reshape(2, 4) + 20), {}),),
          [2, 2, 2, 8, 8, 8, 8, 8, 8, 16, 24, 24]),
     Case("moe_dense_stacked", _seeded(lambda: StackedMoE(None)), (((_x(7, 3),), {}),), [4, 5, 6]),
+    Case("cat_unequal", _seeded(UnequalCat), (((X,), {}),), [4]),
+    Case("cat_coprime", _seeded(lambda: UnequalCat((3, 5))), (((X,), {}),), []),
+    Case("split_unequal_qkv", _seeded(UnequalQKV), (((_x(2, 5, 3),), {}),), [4, 6]),
     Case("moe_topk_stacked", _seeded(lambda: StackedMoE(2)), (((_x(7, 3),), {}),), [5, 6]),
 ]
 

@@ -24,6 +24,25 @@ solver), and each pair stops on its own once a sweep brings no gain. B' is kept
 permuted in place of a copy per step; a group update moves only the tensors that
 group touches, through the spec's own action (`WeightSpec.apply`).
 
+Coordinate descent alone stalls where a tiny group sits between the two sides of one
+wide group, as the squeeze-excitation bottleneck of an inverted-residual block does
+(expand 1×1 -> depthwise -> SE reduce to 2 units -> SE expand back -> project). Once the
+2 SE units are swapped, the SE expand weight (wide × 2, the largest entries of the
+block at init: fan-in 2) shows the wide group its two columns swapped, and the wide
+group settles on the channels that fit them (10 of 48 channels in one case). Each step
+alone then loses J (swapping the SE units back: −0.7 of 348; re-solving the channels
+after that: +14), so no coordinate step leaves. Measured on planted copies: 3 of 5
+seeds of tests/align/bottleneck.py keep an SE group and its channel group wrong (2 of
+9 groups); on a 3-block variant 2 of 5 seeds stay wrong with 3 restarts too. Neither
+the depthwise (per-channel) kernels nor BatchNorm-only tensors are the cause: their
+evidence is exact but outweighed by the swapped SE columns. Hence, once a pair's sweep
+brings no gain, every small bottleneck group (at most `ENUMERATED_MAX` units, sharing
+two or more tensors with one other group, not part of a factored axis, which the
+hierarchical step handles) is tried at each of its other permutations with its
+neighbour groups re-solved for it (`_escape`); the best move that raises J is kept and
+descent resumes. The objective is the same; J never ends below what plain descent
+reaches before the first stall.
+
 Large slots keep their contraction between solves and update it on the columns
 another group moved (`_SlotCache`); the tensors and contractions stay on the state
 dicts' device (CUDA included), the permutations, solves and bookkeeping on the CPU.
@@ -32,6 +51,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Mapping
+
+import itertools
 
 import torch
 
@@ -43,6 +64,7 @@ from .pair import check_pair, float_keys
 
 Perms = dict[str, torch.Tensor]  # per group: permutations (B, n), or move counts (B,)
 CACHED_MIN = 1 << 15  # elements per pair from which a slot's contraction is cached (`_SlotCache`)
+ENUMERATED_MAX = 4  # groups of at most this many units are tried at every permutation once descent stalls (`_escape`)
 
 
 @dataclass(frozen=True)
@@ -288,12 +310,17 @@ def _hierarchical(p: _Problem, outer: str, perms: Perms, row: int) -> Perms:
     return new
 
 
+def _solve(p: _Problem, name: str, perms: Perms, rows: torch.Tensor | None) -> None:
+    """Move group `name` of the pairs `rows` (default all) to its best permutation given every other group."""
+    sim = _similarity(p, name, perms, rows)
+    _set(p, {name: torch.stack([best_permutation(s) for s in sim])}, perms, rows)
+
+
 def _update(p: _Problem, name: str, perms: Perms, hierarchical: bool, version: Perms, due: torch.Tensor) -> None:
     """One coordinate step on `name` for the pairs `due` (plus the hierarchical candidate on factored axes)."""
     rows = None if bool(due.all()) else due.nonzero().squeeze(1)
     start = {k: _rows(perms[k], rows) for k in (name, *p.pairs.get(name, ()))}
-    sim = _similarity(p, name, perms, rows)
-    _set(p, {name: torch.stack([best_permutation(s) for s in sim])}, perms, rows)
+    _solve(p, name, perms, rows)
     if hierarchical and name in p.pairs:
         before = _objective(p, rows)
         saved = {k: _rows(perms[k], rows) for k in start}
@@ -312,6 +339,54 @@ def _update(p: _Problem, name: str, perms: Perms, hierarchical: bool, version: P
             version[k].index_add_(0, rows, changed)
 
 
+def _gain(value: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """Where `value` beats `last` by more than rounding."""
+    return value > last + 1e-12 * last.abs().clamp_min(1.0)
+
+
+def _escape(p: _Problem, perms: Perms, small: list[str], near: dict[str, list[str]], rows: torch.Tensor) -> torch.Tensor:
+    """For the stalled pairs `rows`: the first small group whose move raises J moves (see the module docstring).
+
+    Each other permutation of the group is tried with the group's neighbours re-solved in
+    turn; a pair takes its best such move if it beats the current J, else stays put.
+    Returns which of `rows` moved.
+    """
+    moved = torch.zeros(len(rows), dtype=torch.bool)
+    for name in small:
+        todo = rows[~moved]
+        if len(todo) == 0:
+            break
+        keep = [name, *near[name]]
+        saved = {k: perms[k][todo] for k in keep}
+        top = _objective(p, todo)
+        best = dict(saved)
+        up = torch.zeros(len(todo), dtype=torch.bool)
+        for alt in list(itertools.permutations(range(p.sizes[name])))[1:]:
+            _set(p, {name: saved[name][:, list(alt)]}, perms, todo)
+            for other in near[name]:
+                _solve(p, other, perms, todo)
+            value = _objective(p, todo)
+            better = _gain(value, top)
+            if bool(better.any()):
+                best = {k: torch.where(better[:, None], perms[k][todo], v) for k, v in best.items()}
+                top, up = torch.where(better, value, top), up | better
+            _set(p, saved, perms, todo)
+        if bool(up.any()):
+            _set(p, {k: v[up] for k, v in best.items()}, perms, todo[up])
+            moved[(~moved).nonzero().squeeze(1)[up]] = True
+    return moved
+
+
+def _bottleneck(p: _Problem, name: str) -> bool:
+    """Whether some other group shares two or more tensors with `name` (reads it and is read by it, as around SE units)."""
+    keys = {key for key, _ in p.slots[name]}
+    shared: dict[str, int] = {}
+    for other, slots in p.slots.items():
+        if other != name:
+            shared[other] = len(keys & {key for key, _ in slots})
+    return any(n >= 2 for n in shared.values())
+
+
 def _run(p: _Problem, perms: Perms, max_sweeps: int, hierarchical: bool, gen: torch.Generator):
     """Coordinate descent from `perms` ((B, n) each); per pair: best J, its perms, sweeps run."""
     order = [n for n in p.slots if p.slots[n]]
@@ -321,7 +396,11 @@ def _run(p: _Problem, perms: Perms, max_sweeps: int, hierarchical: bool, gen: to
     best = _objective(p)
     best_perms = dict(perms)
     slot = {name: i for i, name in enumerate(perms)}
-    near = {n: torch.tensor([slot[m] for m in sorted(v)], dtype=torch.long) for n, v in _neighbors(p).items()}
+    neighbors = _neighbors(p)
+    near = {n: torch.tensor([slot[m] for m in sorted(v)], dtype=torch.long) for n, v in neighbors.items()}
+    factored = set(p.pairs) | {inner for inners in p.pairs.values() for inner in inners}
+    coupled = {n: sorted(neighbors[n] - {n}) for n in order}
+    small = [n for n in order if 1 < p.sizes[n] <= ENUMERATED_MAX and n not in factored and _bottleneck(p, n)]
     counts = torch.zeros(len(slot), p.batch, dtype=torch.long)  # per group and pair: how often it has moved
     version = {name: counts[i] for name, i in slot.items()}  # row views, updated in place
 
@@ -347,10 +426,18 @@ def _run(p: _Problem, perms: Perms, max_sweeps: int, hierarchical: bool, gen: to
         rows = (active & moved).nonzero().squeeze(1)
         gained = torch.zeros(p.batch, dtype=torch.bool)
         if len(rows):
-            value, last = _objective(p, rows), best[rows]
-            up = value > last + 1e-12 * last.abs().clamp_min(1.0)
+            value = _objective(p, rows)
+            up = _gain(value, best[rows])
             gained[rows[up]] = True
             best[rows[up]] = value[up]
+        stalled = (active & ~gained).nonzero().squeeze(1)
+        if small and len(stalled):
+            kicked = stalled[_escape(p, perms, small, coupled, stalled)]
+            if len(kicked):
+                counts[:, kicked] += 1  # every group's similarity may have changed: re-solve all
+                gained[kicked] = True
+                best[kicked] = _objective(p, kicked)
+        if bool(gained.any()):
             best_perms = {n: torch.where(gained[:, None], perms[n], v) for n, v in best_perms.items()}
         active = gained
         if not bool(active.any()):

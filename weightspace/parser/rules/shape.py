@@ -2,9 +2,12 @@
 
 Reshapes carve factor lists (a flat 768 becomes (12, 64) factors); slicing or
 indexing along an axis depends on the order of its entries, so that axis is fixed;
-equal-size splits and joins add a fixed outer factor.
+splits and joins cut the axis into chunks of the parts' greatest common size g and add
+a fixed outer factor (`_chunks`).
 """
 from __future__ import annotations
+
+from math import gcd
 
 from ..context import Context, TensorValue
 from .common import broadcast, is_tensor, norm_dim, same_axes
@@ -147,19 +150,37 @@ def slice_(ctx: Context, p: dict, out: TensorValue):
     return TensorValue(out.shape, axes, out.node)
 
 
+def _chunks(ctx: Context, whole: list[int], parts: list[list[int]], sizes: list[int], why: str) -> None:
+    """Tie an axis to its consecutive parts (a split's outputs, a join's inputs) through chunks of g.
+
+    g is the greatest common size of the parts: the axis is (n/g fixed, g) and part j is
+    (s_j/g fixed, g), one g atom shared by all. That is an equal-size split into chunks
+    of g regrouped, so it is sound; it keeps the same within-chunk permutation in every
+    chunk (a subgroup of the parts' own permutations: a spec factor is a product, not a
+    direct sum). Equal parts are the case s_j = g. g = 1 (coprime sizes) fixes the axis.
+    """
+    g = gcd(*sizes)
+    if g <= 1:  # coprime sizes (or nothing to cut)
+        ctx.atoms.fix(whole, why)
+        for part in parts:
+            ctx.atoms.fix(part, why)
+        return
+    inner = ctx.atoms.axis(g)
+    ctx.unify(whole, ctx.atoms.axis(sum(sizes) // g, fixed=why) + inner)
+    for part, size in zip(parts, sizes):
+        if size:
+            ctx.unify(part, ctx.atoms.axis(size // g, fixed=why) + inner)
+
+
 def _split_outputs(ctx: Context, x: TensorValue, d: int, outs: list[TensorValue]) -> list[TensorValue]:
     sizes = [o.shape[d] for o in outs]
+    parts = [ctx.atoms.axis(n) for n in sizes]
+    equal = len(set(sizes)) == 1
+    _chunks(ctx, x.axes[d], parts, sizes, f"split into {'chunks' if equal else f'parts {sizes}'} at {ctx.where()}")
     results = []
-    if len(set(sizes)) == 1 and len(sizes) > 1:
-        inner = ctx.atoms.axis(sizes[0])
-        ctx.unify(x.axes[d], ctx.atoms.axis(len(sizes), fixed=f"split into chunks at {ctx.where()}") + inner)
-        part = inner
-    else:
-        _fix_axis(ctx, x, d, f"unequal split at {ctx.where()}")
-        part = None
-    for o in outs:
+    for o, part in zip(outs, parts):
         axes = list(x.axes)
-        axes[d] = part if part is not None else ctx.atoms.axis(o.shape[d], fixed="unequal split")
+        axes[d] = part
         results.append(TensorValue(o.shape, axes, o.node))
     return results
 
@@ -186,16 +207,12 @@ def cat(ctx: Context, p: dict, out: TensorValue):
     sizes = [t.shape[d] for t in parts]
     for t in parts:
         same_axes(ctx, t, out, skip={d})
-    if len(parts) > 1 and len(set(sizes)) == 1:
-        for t in parts[1:]:
-            ctx.unify(parts[0].axes[d], t.axes[d])
-        ctx.unify(out.axes[d], ctx.atoms.axis(len(parts), fixed=f"concatenated at {ctx.where()}") + parts[0].axes[d])
-    elif len(parts) == 1:
+    if len(parts) == 1:
         ctx.unify(out.axes[d], parts[0].axes[d])
-    else:
-        for t in parts:
-            _fix_axis(ctx, t, d, f"concatenated with unequal sizes at {ctx.where()}")
-        _fix_axis(ctx, out, d, f"concatenated with unequal sizes at {ctx.where()}")
+    elif parts:
+        equal = len(set(sizes)) == 1
+        why = f"concatenated{'' if equal else f' from parts {sizes}'} at {ctx.where()}"
+        _chunks(ctx, out.axes[d], [t.axes[d] for t in parts], sizes, why)
 
 
 @rule("stack")
