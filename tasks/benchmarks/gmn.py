@@ -21,7 +21,9 @@ freed chunk buffers of the edge stream resident (the MPNN's live peak ~1 GiB rea
 +5 GiB of RSS); the JSON line records the setting. The dense layout's edge tensor alone is given for scale (too large to run).
 
 Threads: both models run with torch.set_num_threads(--threads) (default 1: on a
-shared 2-core machine many small ops are far steadier single-threaded).
+shared 2-core machine many small ops are far steadier single-threaded). Part 1 times are
+the process's CPU time (best of --repeats + 1), which a shared machine's load inflates
+far less than wall time; with more threads they add up the threads' time.
 """
 from __future__ import annotations
 
@@ -196,9 +198,9 @@ def _time(model, batch, repeats: int, forward=None) -> float:
     best = float("inf")
     for _ in range(repeats + 1):
         model.zero_grad(set_to_none=True)
-        t = time.perf_counter()
+        t = time.process_time()
         forward(batch).square().sum().backward()
-        best = min(best, time.perf_counter() - t)
+        best = min(best, time.process_time() - t)
     return best
 
 

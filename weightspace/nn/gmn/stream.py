@@ -12,9 +12,14 @@ Two rewrites make the per-edge work cheaper without changing the function:
 - the first linear layer of an MLP on `[h_i, h_j, x_ij]` is split by blocks: the node
   blocks are applied to the N node rows once and gathered (`node_terms`), only the edge
   block runs per edge (`edge_term`), so no (E, 3·hidden) concatenation exists;
-- sums scatter with 1-D `index_add_` (no (E, d) index tensors), and the
-  segment max has a backward that gathers by the 1-D index (`segment_max`), where
-  `torch.scatter_reduce`'s own backward costs ~10 passes over the messages.
+- sums scatter with 1-D `index_add_` (no (E, d) index tensors), and the segment max
+  has a backward that gathers by the 1-D index and counts ties only when there are any
+  (`segment_max`), where `torch.scatter_reduce`'s own backward costs ~10 passes over
+  the messages.
+
+Resident memory: with glibc's default (dynamic) malloc thresholds the freed buffers of
+past chunks can stay resident, several times the live peak; any fixed setting (e.g. the
+environment variable MALLOC_TOP_PAD_=0) or jemalloc keeps the RSS near the live peak.
 """
 from __future__ import annotations
 
