@@ -7,19 +7,30 @@ the reference implementation (Kofinas et al., ICLR 2024): node tensor (B, N, d),
 tensor (B, N, N, d), attention over every node pair and edge updates on every pair.
 Same encoders, hidden size, heads, layers and readout; timed in the same run.
 
-Part 2: peak memory (max RSS increase of a fresh process) of one forward+backward of
-our models on a ResNet-18-sized graph (HF ResNet, [64, 128, 256, 512] x [2, 2, 2, 2])
-at batch 1; the dense layout's edge tensor alone is given for scale (too large to run).
+Both sparse models are also timed on today's path (`reference_classifier`: every edge at
+once, concatenated MLP inputs, PyG scatter/softmax) in the same process: the speedup of
+the streamed layers (`weightspace.nn.gmn.stream`) over it.
+
+Part 2: time and peak memory of one forward+backward of our models on a ResNet-18 graph
+(HF ResNet, [64, 128, 256, 512] x [2, 2, 2, 2], random weights; parsed with the library's
+parser, graph from `weightspace.graph`) at batch 1, each in a fresh process; peak memory is
+the process's resident-set high-water mark (VmHWM, reset before the step) over its RSS
+before it. The children run with MALLOC_TOP_PAD_=0 (unless --glibc-dynamic): any fixed
+malloc setting turns off glibc's dynamic mmap/trim thresholds, which otherwise keep the
+freed chunk buffers of the edge stream resident (the MPNN's live peak ~1 GiB read as
++5 GiB of RSS); the JSON line records the setting. The dense layout's edge tensor alone is given for scale (too large to run).
 
 Threads: both models run with torch.set_num_threads(--threads) (default 1: on a
-shared 2-core machine many small ops are far steadier single-threaded).
+shared 2-core machine many small ops are far steadier single-threaded). Part 1 times are
+the process's CPU time (best of --repeats + 1), which a shared machine's load inflates
+far less than wall time; with more threads they add up the threads' time.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
-import resource
+import os
 import subprocess
 import sys
 import time
@@ -27,12 +38,13 @@ import warnings
 
 import torch
 from torch import nn
+from torch_geometric.utils import scatter, softmax
 
 from weightspace.examples import siren
 from weightspace.graph import graph_structure
 from weightspace.nn import WeightSpaceBatch
 from weightspace.nn.gmn import GMNClassifier, GraphInputs, edge_widths
-from weightspace.nn.gmn.encoders import EdgeEncoder, NodeEncoder
+from weightspace.nn.gmn.encoders import EdgeEncoder, NodeEncoder, sinusoidal
 from weightspace.nn.gmn.mlp import mlp
 from weightspace.parser import parse_model
 
@@ -91,13 +103,104 @@ class DenseRelationalTransformer(nn.Module):
         return self.readout(torch.cat([hn.mean(1), hn.amax(1), en.mean(1), en.amax(1)], dim=1))
 
 
-def _time(model, batch, repeats: int) -> float:
+def _reference_aggregate(msg, index, n, aggregators):
+    out, mean = [], None
+    for name in aggregators:
+        if name in ("mean", "std") and mean is None:
+            mean = scatter(msg, index, 0, dim_size=n, reduce="mean")
+        if name == "mean":
+            out.append(mean)
+        elif name == "max":
+            out.append(scatter(msg, index, 0, dim_size=n, reduce="max"))
+        elif name == "sum":
+            out.append(scatter(msg, index, 0, dim_size=n, reduce="sum"))
+        elif name == "std":
+            var = scatter(msg * msg, index, 0, dim_size=n, reduce="mean") - mean * mean
+            out.append(torch.sqrt(var.clamp(min=0) + 1e-6) - 1e-3)
+    return torch.cat(out, dim=1)
+
+
+def _reference_mpnn(layer, h, e, edge_index):
+    src, dst = edge_index
+    n = h.shape[0]
+    hn = layer.norm_h(h)
+    e = e + layer.edge(torch.cat([hn[src], hn[dst], layer.norm_e(e)], dim=1))
+    en = layer.norm_m(e)
+    incoming = _reference_aggregate(layer.msg_in(torch.cat([hn[src], en], dim=1)), dst, n, layer.aggregators)
+    outgoing = _reference_aggregate(layer.msg_out(torch.cat([hn[dst], en], dim=1)), src, n, layer.aggregators)
+    h = h + layer.node(torch.cat([hn, layer.norm_agg(torch.cat([incoming, outgoing], dim=1))], dim=1))
+    return h, e
+
+
+def reference_attend(layer, h, e, edge_index):
+    """Today's attention of `RelationalTransformerLayer`, all edges at once (PyG softmax and scatter)."""
+    src, dst = edge_index
+    n, heads, dh = h.shape[0], layer.heads, layer.hidden // layer.heads
+    q, k, v = layer.qkv(layer.norm_h(h)).chunk(3, dim=1)
+    en = layer.norm_e(e)
+    fq, fk, fv = layer.edge_qkv[0](en).chunk(3, dim=1)
+    bq, bk, bv = layer.edge_qkv[1](en).chunk(3, dim=1)
+    receiver, sender = torch.cat([dst, src]), torch.cat([src, dst])
+    qs = (q[receiver] + torch.cat([fq, bq])).view(-1, heads, dh)
+    ks = (k[sender] + torch.cat([fk, bk])).view(-1, heads, dh)
+    vs = (v[sender] + torch.cat([fv, bv])).view(-1, heads, dh)
+    alpha = layer.dropout(softmax((qs * ks).sum(-1) / math.sqrt(dh), receiver, num_nodes=n))
+    return scatter(alpha[..., None] * vs, receiver, 0, dim_size=n, reduce="sum").reshape(n, layer.hidden)
+
+
+def _reference_transformer(layer, h, e, edge_index):
+    src, dst = edge_index
+    h = h + layer.out(reference_attend(layer, h, e, edge_index))
+    h = h + layer.ffn(layer.norm_ffn(h))
+    hn = layer.norm_edge(h)
+    return h, e + layer.edge(torch.cat([hn[src], hn[dst], layer.norm_e(e)], dim=1))
+
+
+def _reference_edges(enc, g):
+    dtype = enc.shape.weight.dtype
+    rms = enc.class_rms(g).to(dtype)
+    classes = (enc.type_embed(g.class_type) + enc.layer(sinusoidal(g.class_layer, enc.hidden).to(dtype))
+               + enc.shape(torch.log1p(g.class_shape.to(dtype))) + enc.scale(torch.log(rms)[:, None]))
+    out = classes[g.edge_class]
+    if not enc.normalize:
+        rms = torch.ones_like(rms)
+    for w, ids, where in g.width_slices():
+        vals = g.edge_val[where].to(dtype) / rms[g.edge_class[ids], None]
+        out = out.index_add(0, ids, enc.project[str(w)](enc.fourier[str(w)](vals)))
+    return out
+
+
+def _reference_readout(readout, h, e, g):
+    n = g.num_graphs
+    parts = [scatter(readout.norm_h(h), g.node_graph, 0, dim_size=n, reduce=p) for p in readout.pools]
+    if readout.edges:
+        parts += [scatter(readout.norm_e(e), g.edge_graph, 0, dim_size=n, reduce=p) for p in readout.pools]
+    return readout.mlp(torch.cat(parts, dim=1))
+
+
+def reference_trunk(trunk, g):
+    """Today's `GraphMetaNetwork` forward (no probes): every edge at once, concatenated MLP inputs,
+    PyG scatter/softmax; the baseline of the speedup and the reference of the equality tests."""
+    h, e = trunk.nodes(g), _reference_edges(trunk.edges, g)
+    step = _reference_mpnn if trunk.kind == "mpnn" else _reference_transformer
+    for layer in trunk.layers:
+        h, e = step(layer, h, e, g.edge_index)
+    return h, e
+
+
+def reference_classifier(model, g):
+    """Today's `GMNClassifier` forward (no probes), as `reference_trunk`."""
+    return _reference_readout(model.readout, *reference_trunk(model.trunk, g), g)
+
+
+def _time(model, batch, repeats: int, forward=None) -> float:
+    forward = forward or model
     best = float("inf")
     for _ in range(repeats + 1):
         model.zero_grad(set_to_none=True)
-        t = time.perf_counter()
-        model(batch).square().sum().backward()
-        best = min(best, time.perf_counter() - t)
+        t = time.process_time()
+        forward(batch).square().sum().backward()
+        best = min(best, time.process_time() - t)
     return best
 
 
@@ -114,15 +217,20 @@ def siren_timing(networks: int, hidden: int, layers: int, heads: int, repeats: i
     dense = DenseRelationalTransformer(10, hidden, layers, heads, widths)
     n, e = structure.num_nodes, structure.num_edges
     t_sparse, t_mpnn, t_dense = (_time(m, batch, repeats) for m in (sparse, mpnn, dense))
+    t_ref_sparse, t_ref_mpnn = (_time(m, batch, repeats, lambda b, m=m: reference_classifier(m, b)) for m in (sparse, mpnn))
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     print(f"SIREN 2-32-32-1 x {networks}: {n} nodes and {e} edges per graph ({n * n} dense pairs); "
           f"hidden {hidden}, {layers} layers, {heads} heads")
     print(f"  sparse relational transformer {t_sparse * 1e3:9.1f} ms  ({count(sparse):,} parameters)")
     print(f"  sparse edge-updating MPNN     {t_mpnn * 1e3:9.1f} ms  ({count(mpnn):,} parameters)")
     print(f"  dense all-pairs transformer   {t_dense * 1e3:9.1f} ms  ({count(dense):,} parameters)")
+    print(f"  today's path: transformer {t_ref_sparse * 1e3:9.1f} ms, MPNN {t_ref_mpnn * 1e3:9.1f} ms")
     print(f"  speedup sparse transformer vs dense: {t_dense / t_sparse:.2f}x; MPNN vs dense: {t_dense / t_mpnn:.2f}x")
+    print(f"  speedup vs today's path: transformer {t_ref_sparse / t_sparse:.2f}x, MPNN {t_ref_mpnn / t_mpnn:.2f}x")
     return {"networks": networks, "nodes": n, "edges": e, "sparse_transformer_s": t_sparse, "mpnn_s": t_mpnn,
-            "dense_s": t_dense, "speedup": t_dense / t_sparse, "speedup_mpnn": t_dense / t_mpnn}
+            "dense_s": t_dense, "speedup": t_dense / t_sparse, "speedup_mpnn": t_dense / t_mpnn,
+            "today_transformer_s": t_ref_sparse, "today_mpnn_s": t_ref_mpnn,
+            "speedup_vs_today": t_ref_sparse / t_sparse, "speedup_vs_today_mpnn": t_ref_mpnn / t_mpnn}
 
 
 def _resnet18_structure():
@@ -137,38 +245,55 @@ def _resnet18_structure():
     return structure, {k: v[None] for k, v in sd.items()}
 
 
-def memory_child(kind: str, hidden: int, layers: int, heads: int) -> None:
-    """In a fresh process: max-RSS increase of one forward+backward on the ResNet-18 graph."""
+def _kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return int(f.read().split(f"{field}:")[1].split()[0])
+
+
+def memory_child(kind: str, hidden: int, layers: int, heads: int, chunk_size: int | None) -> None:
+    """In a fresh process: time and resident-set peak increase of one forward+backward on the ResNet-18 graph."""
     structure, stacked = _resnet18_structure()
     batch = WeightSpaceBatch.from_stacked(structure.spec, stacked).graph(structure)
-    model = GMNClassifier(10, hidden, layers, kind, heads=heads, edge_widths=edge_widths(structure))
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t = time.perf_counter()
+    model = GMNClassifier(10, hidden, layers, kind, heads=heads, edge_widths=edge_widths(structure),
+                          chunk_size=chunk_size)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM to the current RSS
+    before = _kib("VmRSS")
+    t, cpu = time.perf_counter(), time.process_time()
     model(batch).square().sum().backward()
-    seconds = time.perf_counter() - t
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"kind": kind, "peak_extra_bytes": (after - before) * 1024, "rss_bytes": after * 1024,
-                      "seconds": seconds, "nodes": structure.num_nodes, "edges": structure.num_edges,
-                      "values": structure.num_values}))
+    seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
+    peak = _kib("VmHWM")
+    print(json.dumps({"kind": kind, "peak_extra_bytes": (peak - before) * 1024, "rss_bytes": peak * 1024,
+                      "seconds": seconds, "cpu_seconds": cpu, "nodes": structure.num_nodes,
+                      "edges": structure.num_edges, "values": structure.num_values, "chunk_size": chunk_size}))
 
 
-def resnet_memory(hidden: int, layers: int, heads: int, threads: int) -> dict:
+def resnet_memory(hidden: int, layers: int, heads: int, threads: int, chunk_size: int | None,
+                  glibc_dynamic: bool) -> dict:
     rows = {}
+    env = dict(os.environ)
+    if not glibc_dynamic:
+        env.setdefault("MALLOC_TOP_PAD_", "0")
+    malloc = {k: v for k, v in env.items() if k.startswith("MALLOC_")}
     for kind in ("transformer", "mpnn"):
         cmd = [sys.executable, "-m", "tasks.benchmarks.gmn", "--memory-child", kind, "--hidden", str(hidden),
                "--layers", str(layers), "--heads", str(heads), "--threads", str(threads)]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        if chunk_size:
+            cmd += ["--chunk-size", str(chunk_size)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout.strip().splitlines()[-1]
         rows[kind] = json.loads(out)
     r = rows["transformer"]
     dense_edge_bytes = r["nodes"] ** 2 * hidden * 4
     print(f"ResNet-18 graph: {r['nodes']:,} nodes, {r['edges']:,} edges, {r['values']:,} values; batch 1, "
-          f"hidden {hidden}, {layers} layers, forward+backward")
+          f"hidden {hidden}, {layers} layers, forward+backward; malloc settings {malloc or 'glibc defaults'}")
     for kind, row in rows.items():
         print(f"  sparse {kind:<11} peak +{row['peak_extra_bytes'] / 2**30:6.2f} GiB over the loaded graph "
-              f"(process {row['rss_bytes'] / 2**30:.2f} GiB), {row['seconds']:.1f} s")
+              f"(process {row['rss_bytes'] / 2**30:.2f} GiB), {row['seconds']:.1f} s ({row['cpu_seconds']:.1f} s CPU)")
     print(f"  dense N×N layout: one float32 edge tensor alone is {dense_edge_bytes / 2**30:.1f} GiB "
           f"(the layer keeps several per pair for backward); not run")
-    return {"sparse": rows, "dense_edge_tensor_bytes": dense_edge_bytes}
+    return {"sparse": rows, "dense_edge_tensor_bytes": dense_edge_bytes, "malloc_env": malloc,
+            "fwd_bwd_s": max(row["seconds"] for row in rows.values()),
+            "peak_gib": max(row["peak_extra_bytes"] for row in rows.values()) / 2**30}
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
@@ -179,23 +304,31 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads for every model")
     ap.add_argument("--skip-resnet", action="store_true")
+    ap.add_argument("--chunk-size", type=int, default=None, help="edges per chunk on the ResNet graph (default: auto)")
+    ap.add_argument("--glibc-dynamic", action="store_true", help="ResNet children keep glibc's dynamic malloc thresholds")
     ap.add_argument("--memory-child", choices=("transformer", "mpnn"), help=argparse.SUPPRESS)
 
 
 def main(args: argparse.Namespace) -> dict | None:
     torch.set_num_threads(args.threads)
     if args.memory_child:
-        memory_child(args.memory_child, args.hidden, args.layers, args.heads)
+        memory_child(args.memory_child, args.hidden, args.layers, args.heads, args.chunk_size)
         return None
     print(f"torch threads: {torch.get_num_threads()}")
     row = siren_timing(args.networks, args.hidden, args.layers, args.heads, args.repeats)
-    memory = None if args.skip_resnet else resnet_memory(args.hidden, args.layers, args.heads, args.threads)
+    memory = None if args.skip_resnet else resnet_memory(args.hidden, args.layers, args.heads, args.threads,
+                                                         args.chunk_size, args.glibc_dynamic)
     result = {
         "name": "gmn",
         "baseline": "dense all-pairs relational transformer (N×N layout), same width/heads/layers",
         "speedup": row["speedup"],
         "target": 2.0,
         "threads": args.threads,
+        "siren_speedup_vs_today": min(row["speedup_vs_today"], row["speedup_vs_today_mpnn"]),
+        "siren_target_vs_today": 2.0,
+        "resnet18_fwd_bwd_s": None if memory is None else memory["fwd_bwd_s"],
+        "resnet18_peak_gib": None if memory is None else memory["peak_gib"],
+        "resnet18_targets": {"fwd_bwd_s": 10.0, "peak_gib": 2.0},
         "siren": row,
         "resnet18_memory": memory,
     }

@@ -21,6 +21,7 @@ from ...graph.vocab import EDGE_TYPES, NODE_TYPES
 from ...errors import GMNError
 from ..fourier import FourierFeatures
 from .inputs import GraphInputs
+from .stream import check_chunk_size, edge_chunks, run_chunks
 
 
 def sinusoidal(x: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
@@ -47,13 +48,14 @@ class EdgeEncoder(nn.Module):
         normalize: divide each entry's values by their root mean square within the graph
             (a statistic of the whole entry, so invariant) before the Fourier features,
             and embed its log; weights of different layers live at very different scales.
+        chunk_size: edges per chunk of the Fourier features (`weightspace.nn.gmn.stream`; None: auto).
 
     Shapes: `GraphInputs` -> (E, hidden).
     """
 
     def __init__(
         self, hidden: int, widths: Iterable[int] = (1, 9), num_freqs: int = 16, scale: float = 2.0,
-        normalize: bool = True,
+        normalize: bool = True, chunk_size: int | None = None,
     ):
         super().__init__()
         self.widths = tuple(sorted({int(w) for w in widths if int(w) > 0}))
@@ -68,6 +70,7 @@ class EdgeEncoder(nn.Module):
         self.shape = nn.Linear(3, hidden)
         self.scale = nn.Linear(1, hidden)
         self.hidden, self.normalize = hidden, normalize
+        self.chunk_size = check_chunk_size(chunk_size)
 
     @staticmethod
     def class_rms(g: GraphInputs) -> torch.Tensor:
@@ -81,6 +84,11 @@ class EdgeEncoder(nn.Module):
         sq = sq.index_add(0, g.edge_class, edge_sq)
         return torch.sqrt(sq / count.clamp(min=1) + 1e-12).detach() * (count > 0) + (count == 0)
 
+    def _values(self, c: slice, key: str, ids, where, edge_val, edge_class, rms) -> torch.Tensor:
+        """Projected Fourier features of one chunk of one width's edges."""
+        vals = edge_val[where[c]].to(rms.dtype) / rms[edge_class[ids[c]], None]
+        return self.project[key](self.fourier[key](vals))
+
     def forward(self, g: GraphInputs) -> torch.Tensor:
         dtype = self.shape.weight.dtype
         rms = self.class_rms(g).to(dtype)
@@ -90,7 +98,7 @@ class EdgeEncoder(nn.Module):
             + self.shape(torch.log1p(g.class_shape.to(dtype)))
             + self.scale(torch.log(rms)[:, None])
         )
-        out = classes[g.edge_class]
+        out = classes.index_select(0, g.edge_class)
         if not self.normalize:
             rms = torch.ones_like(rms)
         for w, ids, where in g.width_slices():
@@ -99,10 +107,10 @@ class EdgeEncoder(nn.Module):
                     f"the batch has edges carrying {w} values (a kernel of that size); this encoder reads widths "
                     f"{self.widths}. Build the model with edge_widths(...) of your structures."
                 )
-            vals = g.edge_val[where]
-            key = str(w)
-            vals = vals.to(dtype) / rms[g.edge_class[ids], None]
-            out = out.index_add(0, ids, self.project[key](self.fourier[key](vals)))
+            chunks = edge_chunks(ids.shape[0], self.chunk_size, self.hidden, dtype)
+            pieces = run_chunks(self._values, chunks, (), str(w), ids, where, g.edge_val, g.edge_class, rms)
+            for c, piece in zip(chunks, pieces):
+                out.index_add_(0, ids[c], piece)
         return out
 
     def extra_repr(self) -> str:

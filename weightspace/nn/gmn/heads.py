@@ -10,20 +10,43 @@ spec's own group action checks them.
 """
 from __future__ import annotations
 
+from functools import reduce
 from math import prod
 from typing import Iterable, Sequence
 
 import torch
 from torch import nn
-from torch_geometric.utils import scatter
 
 from ...graph.structure import GraphStructure
 from ...spec import Entry, Factor, Group, WeightSpec
 from ...errors import GMNError
 from .inputs import GraphInputs
 from .mlp import mlp
+from .stream import check_chunk_size, edge_chunks, finish_max, merge_partials, node_terms, pair_mlp, run_chunks, \
+    scatter_sum, segment_max
 
 POOLS = ("mean", "max", "sum")
+
+
+def _partial_pools(x: torch.Tensor, index: torch.Tensor, n: int, pools: Sequence[str]) -> dict[str, torch.Tensor]:
+    out = {}
+    if {"mean", "sum"} & set(pools):
+        out["sum"] = scatter_sum(x, index, n)
+    if "max" in pools:
+        out["max"] = segment_max(x, index, n)
+    return out
+
+
+def _finish_pools(parts: dict[str, torch.Tensor], count: torch.Tensor, pools: Sequence[str]) -> list[torch.Tensor]:
+    out = []
+    for p in pools:
+        if p == "mean":
+            out.append(parts["sum"] / count.clamp(min=1).to(parts["sum"].dtype)[:, None])
+        elif p == "sum":
+            out.append(parts["sum"])
+        else:
+            out.append(finish_max(parts["max"]))
+    return out
 
 
 class InvariantReadout(nn.Module):
@@ -32,27 +55,36 @@ class InvariantReadout(nn.Module):
     Pooling runs over all nodes (all edges) of a graph, so any node relabeling leaves it
     unchanged. Args: hidden (input features), out (outputs per graph), pools (any of
     "mean", "max", "sum"), edges (also pool edge features), extra (width of further
-    invariant per-graph features concatenated before the MLP, e.g. probe readings).
+    invariant per-graph features concatenated before the MLP, e.g. probe readings),
+    chunk_size (edges per chunk of the edge pooling, `weightspace.nn.gmn.stream`; None: auto).
 
     Shapes: h (N, hidden), e (E, hidden)[, extra (G, extra)] -> (G, out).
     """
 
     def __init__(self, hidden: int, out: int, pools: Sequence[str] = ("mean", "max"), edges: bool = True,
-                 extra: int = 0):
+                 extra: int = 0, chunk_size: int | None = None):
         super().__init__()
         if not pools or any(p not in POOLS for p in pools):
             raise GMNError(f"pools {tuple(pools)} must be a non-empty subset of {POOLS}")
         self.pools, self.edges, self.out_features, self.extra = tuple(pools), edges, out, extra
+        self.chunk_size = check_chunk_size(chunk_size)
         width = hidden * len(self.pools) * (2 if edges else 1) + extra
         self.norm_h = nn.LayerNorm(hidden)
         self.norm_e = nn.LayerNorm(hidden)
         self.mlp = mlp([width, max(2 * hidden, min(extra, 256)), out])
 
+    def _edge_chunk(self, c: slice, e, edge_graph, n):
+        return _partial_pools(self.norm_e(e), edge_graph[c], n, self.pools)
+
     def forward(self, h: torch.Tensor, e: torch.Tensor, g: GraphInputs, extra: torch.Tensor | None = None) -> torch.Tensor:
         n = g.num_graphs
-        parts = [scatter(self.norm_h(h), g.node_graph, 0, dim_size=n, reduce=p) for p in self.pools]
+        nodes = _partial_pools(self.norm_h(h), g.node_graph, n, self.pools)
+        parts = _finish_pools(nodes, torch.bincount(g.node_graph, minlength=n), self.pools)
         if self.edges:
-            parts += [scatter(self.norm_e(e), g.edge_graph, 0, dim_size=n, reduce=p) for p in self.pools]
+            edge_graph = g.edge_graph
+            chunks = edge_chunks(e.shape[0], self.chunk_size, e.shape[1], e.dtype)
+            pooled = reduce(merge_partials, run_chunks(self._edge_chunk, chunks, (e,), edge_graph, n))
+            parts += _finish_pools(pooled, torch.bincount(edge_graph, minlength=n), self.pools)
         if (extra is None) != (self.extra == 0) or (extra is not None and extra.shape != (n, self.extra)):
             got = None if extra is None else tuple(extra.shape)
             raise GMNError(f"the readout expects extra features of shape ({n}, {self.extra}), got {got}")
@@ -67,24 +99,30 @@ class InvariantReadout(nn.Module):
 class EdgeHead(nn.Module):
     """Per-edge equivariant output: one value per value the edge carries.
 
-    An MLP of [h_src, h_dst, e] per edge, then a linear map per width to that many
-    values, written into a flat vector laid out like the batch's `edge_val`.
+    An MLP of [h_src, h_dst, e] per edge (in chunks, `weightspace.nn.gmn.stream`), then a
+    linear map per width to that many values, written into a flat vector laid out like
+    the batch's `edge_val`.
 
     Shapes: h (N, hidden), e (E, hidden) -> (V,).
     """
 
-    def __init__(self, hidden: int, widths: Iterable[int] = (1, 9)):
+    def __init__(self, hidden: int, widths: Iterable[int] = (1, 9), chunk_size: int | None = None):
         super().__init__()
         self.widths = tuple(sorted({int(w) for w in widths if int(w) > 0}))
+        self.chunk_size = check_chunk_size(chunk_size)
         self.norm_h = nn.LayerNorm(hidden)
         self.norm_e = nn.LayerNorm(hidden)
         self.mlp = mlp([3 * hidden, hidden, hidden])
         self.project = nn.ModuleDict({str(w): nn.Linear(hidden, w) for w in self.widths})
 
+    def _chunk(self, c: slice, e, src, dst, p_src, p_dst):
+        return pair_mlp(self.mlp, self.norm_e(e), src[c], dst[c], p_src, p_dst)
+
     def forward(self, h: torch.Tensor, e: torch.Tensor, g: GraphInputs) -> torch.Tensor:
         src, dst = g.edge_index
-        hn = self.norm_h(h)
-        z = self.mlp(torch.cat([hn[src], hn[dst], self.norm_e(e)], dim=1))
+        terms = node_terms(self.mlp[0], self.norm_h(h), 2)
+        chunks = edge_chunks(e.shape[0], self.chunk_size, e.shape[1], e.dtype)
+        z = torch.cat(list(run_chunks(self._chunk, chunks, (e,), src, dst, *terms)))
         out = z.new_zeros(g.edge_val.shape[0])
         for w, ids, where in g.width_slices():
             if w not in self.widths:

@@ -39,6 +39,8 @@ class GraphMetaNetwork(nn.Module):
         num_freqs, fourier_scale: random Fourier features of the values.
         probes: `ProbeFeatures` modules (one per architecture) whose outputs are added to the nodes.
         dropout: inside the layers.
+        chunk_size: edges per chunk of the encoder and layers (`weightspace.nn.gmn.stream`: bounded
+            memory on graphs of millions of edges; None: auto from `stream.MEMORY_BUDGET`).
 
     Shapes: a graph batch -> (h (N, hidden), e (E, hidden), `GraphInputs`).
     """
@@ -56,6 +58,7 @@ class GraphMetaNetwork(nn.Module):
         fourier_scale: float = 2.0,
         probes: Sequence[ProbeFeatures] = (),
         dropout: float = 0.0,
+        chunk_size: int | None = None,
     ):
         super().__init__()
         if kind not in KINDS:
@@ -64,15 +67,18 @@ class GraphMetaNetwork(nn.Module):
             raise GMNError(f"layers={layers} and hidden={hidden} must be >= 1")
         self.hidden, self.kind = hidden, kind
         self.nodes = NodeEncoder(hidden)
-        self.edges = EdgeEncoder(hidden, edge_widths, num_freqs, fourier_scale)
+        self.edges = EdgeEncoder(hidden, edge_widths, num_freqs, fourier_scale, chunk_size=chunk_size)
         self.probes = nn.ModuleList(probes)
         for p in self.probes:
             if p.project.out_features != hidden:
                 raise GMNError(f"probe features have {p.project.out_features} outputs, the network {hidden}")
         if kind == "mpnn":
-            self.layers = nn.ModuleList(EdgeMPNNLayer(hidden, aggregators, dropout) for _ in range(layers))
+            self.layers = nn.ModuleList(EdgeMPNNLayer(hidden, aggregators, dropout, chunk_size) for _ in range(layers))
         else:
-            self.layers = nn.ModuleList(RelationalTransformerLayer(hidden, heads, dropout=dropout) for _ in range(layers))
+            self.layers = nn.ModuleList(
+                RelationalTransformerLayer(hidden, heads, dropout=dropout, chunk_size=chunk_size)
+                for _ in range(layers)
+            )
 
     @property
     def edge_widths(self) -> tuple[int, ...]:
@@ -112,14 +118,14 @@ class GMNClassifier(nn.Module):
     """
 
     def __init__(self, out: int, hidden: int = 64, layers: int = 4, kind: str = "mpnn", *,
-                 read_probes: bool = False, **kwargs):
+                 read_probes: bool = False, chunk_size: int | None = None, **kwargs):
         super().__init__()
-        self.trunk = GraphMetaNetwork(hidden, layers, kind, **kwargs)
+        self.trunk = GraphMetaNetwork(hidden, layers, kind, chunk_size=chunk_size, **kwargs)
         extra = self.trunk.reading_size if read_probes else 0
         if read_probes and not extra:
             raise GMNError("read_probes needs probe features on an architecture with fixed output units")
         self.read_probes = read_probes
-        self.readout = InvariantReadout(hidden, out, extra=extra)
+        self.readout = InvariantReadout(hidden, out, extra=extra, chunk_size=chunk_size)
 
     def forward(self, batch) -> torch.Tensor:
         h, e, g, readings = self.trunk.encode(batch)
@@ -134,10 +140,11 @@ class GMNEquivariant(nn.Module):
     `stacked` map the values back to state dicts (weight editing, learned optimizers).
     """
 
-    def __init__(self, hidden: int = 64, layers: int = 4, kind: str = "mpnn", node_out: int = 0, **kwargs):
+    def __init__(self, hidden: int = 64, layers: int = 4, kind: str = "mpnn", node_out: int = 0, *,
+                 chunk_size: int | None = None, **kwargs):
         super().__init__()
-        self.trunk = GraphMetaNetwork(hidden, layers, kind, **kwargs)
-        self.edge_head = EdgeHead(hidden, self.trunk.edge_widths)
+        self.trunk = GraphMetaNetwork(hidden, layers, kind, chunk_size=chunk_size, **kwargs)
+        self.edge_head = EdgeHead(hidden, self.trunk.edge_widths, chunk_size)
         self.node_head = NodeHead(hidden, node_out) if node_out > 0 else None
 
     def forward(self, batch) -> tuple[torch.Tensor, torch.Tensor | None, GraphInputs]:

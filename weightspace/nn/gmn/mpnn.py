@@ -16,16 +16,51 @@ permutation symmetries.
 """
 from __future__ import annotations
 
+from functools import reduce
 from typing import Sequence
 
 import torch
 from torch import nn
-from torch_geometric.utils import scatter
 
 from ...errors import GMNError
 from .mlp import mlp
+from .stream import check_chunk_size, edge_chunks, edge_term, finish_max, merge_partials, node_terms, pair_mlp, \
+    run_chunks, scatter_sum, segment_max
 
 AGGREGATORS = ("mean", "max", "std", "sum")
+
+
+def partial_aggregates(msg: torch.Tensor, index: torch.Tensor, num_nodes: int,
+                       aggregators: Sequence[str]) -> dict[str, torch.Tensor]:
+    """What `aggregators` need of messages (M, d) at their target nodes, mergeable over chunks
+    of messages (`stream.merge_partials`): sums, sums of squares, maxima, each (num_nodes, d)."""
+    out = {}
+    if {"mean", "std", "sum"} & set(aggregators):
+        out["sum"] = scatter_sum(msg, index, num_nodes)
+    if "std" in aggregators:
+        out["sq"] = scatter_sum(msg * msg, index, num_nodes)
+    if "max" in aggregators:
+        out["max"] = segment_max(msg, index, num_nodes)
+    return out
+
+
+def finish_aggregates(parts: dict[str, torch.Tensor], count: torch.Tensor, aggregators: Sequence[str]) -> torch.Tensor:
+    """Concatenated aggregations (num_nodes, d * len(aggregators)) from partial aggregates and
+    the number of messages per node (num_nodes,). Nodes without messages get zeros."""
+    out = []
+    denom = count.clamp(min=1).to(next(iter(parts.values())).dtype)[:, None]
+    for name in aggregators:
+        if name == "mean":
+            out.append(parts["sum"] / denom)
+        elif name == "max":
+            out.append(finish_max(parts["max"]))
+        elif name == "sum":
+            out.append(parts["sum"])
+        elif name == "std":
+            mean = parts["sum"] / denom
+            var = parts["sq"] / denom - mean * mean
+            out.append(torch.sqrt(var.clamp(min=0) + 1e-6) - 1e-3)
+    return torch.cat(out, dim=1)
 
 
 def aggregate(msg: torch.Tensor, index: torch.Tensor, num_nodes: int, aggregators: Sequence[str]) -> torch.Tensor:
@@ -33,40 +68,34 @@ def aggregate(msg: torch.Tensor, index: torch.Tensor, num_nodes: int, aggregator
 
     Nodes without messages get zeros from every aggregator.
     """
-    out = []
-    mean = None
-    for name in aggregators:
-        if name in ("mean", "std") and mean is None:
-            mean = scatter(msg, index, 0, dim_size=num_nodes, reduce="mean")
-        if name == "mean":
-            out.append(mean)
-        elif name == "max":
-            out.append(scatter(msg, index, 0, dim_size=num_nodes, reduce="max"))
-        elif name == "sum":
-            out.append(scatter(msg, index, 0, dim_size=num_nodes, reduce="sum"))
-        elif name == "std":
-            var = scatter(msg * msg, index, 0, dim_size=num_nodes, reduce="mean") - mean * mean
-            out.append(torch.sqrt(var.clamp(min=0) + 1e-6) - 1e-3)
-    return torch.cat(out, dim=1)
+    count = torch.bincount(index, minlength=num_nodes)
+    return finish_aggregates(partial_aggregates(msg, index, num_nodes, aggregators), count, aggregators)
 
 
 class EdgeMPNNLayer(nn.Module):
     """One edge-updating message-passing layer (module docstring).
 
+    Edges are processed in chunks (`weightspace.nn.gmn.stream`): per chunk the edge
+    update, both messages and their partial aggregates, recomputed in backward, so
+    memory beyond the layer's inputs and outputs is bounded by one chunk.
+
     Args:
         hidden: node and edge feature size.
         aggregators: any of "mean", "max", "std", "sum".
         dropout: inside the update MLPs.
+        chunk_size: edges per chunk (None: from `stream.MEMORY_BUDGET`); `forward` may override it.
 
     Shapes: h (N, hidden), e (E, hidden), edge_index (2, E) -> (h', e') of the same shapes.
     """
 
-    def __init__(self, hidden: int, aggregators: Sequence[str] = ("mean", "max", "std"), dropout: float = 0.0):
+    def __init__(self, hidden: int, aggregators: Sequence[str] = ("mean", "max", "std"), dropout: float = 0.0,
+                 chunk_size: int | None = None):
         super().__init__()
         unknown = [a for a in aggregators if a not in AGGREGATORS]
         if unknown or not aggregators:
             raise GMNError(f"unknown aggregators {unknown}; choose from {AGGREGATORS}")
         self.hidden, self.aggregators = hidden, tuple(aggregators)
+        self.chunk_size = check_chunk_size(chunk_size)
         self.norm_h = nn.LayerNorm(hidden)
         self.norm_e = nn.LayerNorm(hidden)
         self.norm_m = nn.LayerNorm(hidden)
@@ -76,16 +105,30 @@ class EdgeMPNNLayer(nn.Module):
         self.norm_agg = nn.LayerNorm(2 * len(self.aggregators) * hidden)
         self.node = mlp([hidden + 2 * len(self.aggregators) * hidden, hidden, hidden], dropout=dropout)
 
-    def forward(self, h: torch.Tensor, e: torch.Tensor, edge_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _chunk(self, c: slice, e, src, dst, p_src, p_dst, p_in, p_out):
+        """One chunk of edges (e: its rows): updated edges and the partial aggregates of both message directions."""
+        n, src, dst = p_src.shape[0], src[c], dst[c]
+        e = e + pair_mlp(self.edge, self.norm_e(e), src, dst, p_src, p_dst)
+        en = self.norm_m(e)
+        m_in = self.msg_in[1:](p_in.index_select(0, src) + edge_term(self.msg_in[0], en, 1))
+        m_out = self.msg_out[1:](p_out.index_select(0, dst) + edge_term(self.msg_out[0], en, 1))
+        return e, partial_aggregates(m_in, dst, n, self.aggregators), partial_aggregates(m_out, src, n, self.aggregators)
+
+    def forward(self, h: torch.Tensor, e: torch.Tensor, edge_index: torch.Tensor,
+                chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         src, dst = edge_index
         n = h.shape[0]
         hn = self.norm_h(h)
-        e = e + self.edge(torch.cat([hn[src], hn[dst], self.norm_e(e)], dim=1))
-        en = self.norm_m(e)
-        incoming = aggregate(self.msg_in(torch.cat([hn[src], en], dim=1)), dst, n, self.aggregators)
-        outgoing = aggregate(self.msg_out(torch.cat([hn[dst], en], dim=1)), src, n, self.aggregators)
+        terms = (*node_terms(self.edge[0], hn, 2), *node_terms(self.msg_in[0], hn, 1), *node_terms(self.msg_out[0], hn, 1))
+        chunks = edge_chunks(e.shape[0], check_chunk_size(chunk_size) or self.chunk_size, self.hidden, e.dtype)
+        parts = list(run_chunks(self._chunk, chunks, (e,), src, dst, *terms))
+        e = torch.cat([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
+        incoming = finish_aggregates(reduce(merge_partials, [p[1] for p in parts]),
+                                     torch.bincount(dst, minlength=n), self.aggregators)
+        outgoing = finish_aggregates(reduce(merge_partials, [p[2] for p in parts]),
+                                     torch.bincount(src, minlength=n), self.aggregators)
         h = h + self.node(torch.cat([hn, self.norm_agg(torch.cat([incoming, outgoing], dim=1))], dim=1))
         return h, e
 
     def extra_repr(self) -> str:
-        return f"hidden={self.hidden}, aggregators={self.aggregators}"
+        return f"hidden={self.hidden}, aggregators={self.aggregators}, chunk_size={self.chunk_size}"

@@ -12,18 +12,21 @@ Queries, keys and values are edge-conditioned:
     h_r <- h_r + W_o Σ_s a_rs v_rs;  h <- h + FFN(h);  e_ij <- e_ij + φ_e([h_i, h_j, e_ij])
 
 for receiver r, sender s and direction d. The softmax and the sum are scatter ops
-over edges (`torch_geometric.utils.softmax` / `scatter`), so nothing is N×N.
+over edges, so nothing is N×N; edges stream in chunks (`weightspace.nn.gmn.stream`)
+with an online softmax (per chunk the receivers' maxima, exp-sums and weighted values,
+merged by rescaling to the running maximum), recomputed in backward.
 """
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
-from torch_geometric.utils import scatter, softmax
 
 from ...errors import GMNError
 from .mlp import mlp
+from .stream import check_chunk_size, edge_chunks, expand_index, node_terms, pair_mlp, run_chunks, scatter_sum
 
 
 class RelationalTransformerLayer(nn.Module):
@@ -33,16 +36,19 @@ class RelationalTransformerLayer(nn.Module):
         hidden: node and edge feature size; heads: attention heads (divides hidden).
         ffn: hidden size of the feed-forward blocks (default 2 * hidden).
         dropout: on the attention weights and inside the MLPs.
+        chunk_size: edges per chunk (None: from `stream.MEMORY_BUDGET`); `forward` may override it.
 
     Shapes: h (N, hidden), e (E, hidden), edge_index (2, E) -> (h', e') of the same shapes.
     """
 
-    def __init__(self, hidden: int, heads: int = 4, ffn: int | None = None, dropout: float = 0.0):
+    def __init__(self, hidden: int, heads: int = 4, ffn: int | None = None, dropout: float = 0.0,
+                 chunk_size: int | None = None):
         super().__init__()
         if heads < 1 or hidden % heads:
             raise GMNError(f"hidden={hidden} must be a positive multiple of heads={heads}")
         ffn = ffn or 2 * hidden
         self.hidden, self.heads = hidden, heads
+        self.chunk_size = check_chunk_size(chunk_size)
         self.norm_h = nn.LayerNorm(hidden)
         self.norm_e = nn.LayerNorm(hidden)
         self.qkv = nn.Linear(hidden, 3 * hidden)
@@ -54,30 +60,50 @@ class RelationalTransformerLayer(nn.Module):
         self.edge = mlp([3 * hidden, ffn, hidden], dropout=dropout)
         self.dropout = nn.Dropout(dropout)
 
-    def attend(self, h: torch.Tensor, e: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+    def _chunks(self, e: torch.Tensor, chunk_size: int | None) -> list[slice]:
+        return edge_chunks(e.shape[0], check_chunk_size(chunk_size) or self.chunk_size, self.hidden, e.dtype)
+
+    def _attend_chunk(self, c: slice, e, src, dst, q, k, v):
+        """One chunk (e: its rows), both directions: per receiver and head the score maximum m (no grad),
+        Σ exp(score - m) and Σ exp(score - m) v."""
+        n, heads, dh = q.shape[0], self.heads, self.hidden // self.heads
+        weight = torch.cat([self.edge_qkv[0].weight, self.edge_qkv[1].weight])
+        fq, fk, fv, bq, bk, bv = F.linear(self.norm_e(e), weight).chunk(6, dim=1)
+        receiver, sender = torch.cat([dst[c], src[c]]), torch.cat([src[c], dst[c]])
+        qs = (q.index_select(0, receiver) + torch.cat([fq, bq])).view(-1, heads, dh)
+        ks = (k.index_select(0, sender) + torch.cat([fk, bk])).view(-1, heads, dh)
+        vs = (v.index_select(0, sender) + torch.cat([fv, bv])).view(-1, heads, dh)
+        score = (qs * ks).sum(-1) / math.sqrt(dh)
+        with torch.no_grad():
+            m = score.new_full((n, heads), torch.finfo(score.dtype).min)
+            m.scatter_reduce_(0, expand_index(receiver, score), score, "amax", include_self=True)
+        w = torch.exp(score - m.index_select(0, receiver))
+        return m, scatter_sum(w, receiver, n), scatter_sum(self.dropout(w)[..., None] * vs, receiver, n)
+
+    def attend(self, h: torch.Tensor, e: torch.Tensor, edge_index: torch.Tensor,
+               chunk_size: int | None = None) -> torch.Tensor:
         """The attention update Σ_s a_rs v_rs (before W_o), (N, hidden)."""
         src, dst = edge_index
-        n, heads, dh = h.shape[0], self.heads, self.hidden // self.heads
         q, k, v = self.qkv(self.norm_h(h)).chunk(3, dim=1)
-        en = self.norm_e(e)
-        fq, fk, fv = self.edge_qkv[0](en).chunk(3, dim=1)
-        bq, bk, bv = self.edge_qkv[1](en).chunk(3, dim=1)
-        receiver = torch.cat([dst, src])
-        sender = torch.cat([src, dst])
-        qs = (q[receiver] + torch.cat([fq, bq])).view(-1, heads, dh)
-        ks = (k[sender] + torch.cat([fk, bk])).view(-1, heads, dh)
-        vs = (v[sender] + torch.cat([fv, bv])).view(-1, heads, dh)
-        score = (qs * ks).sum(-1) / math.sqrt(dh)
-        alpha = self.dropout(softmax(score, receiver, num_nodes=n))
-        return scatter(alpha[..., None] * vs, receiver, 0, dim_size=n, reduce="sum").reshape(n, self.hidden)
+        parts = list(run_chunks(self._attend_chunk, self._chunks(e, chunk_size), (e,), src, dst, q, k, v))
+        m, z, u = parts[0]
+        for m2, z2, u2 in parts[1:]:
+            top = torch.maximum(m, m2)
+            a, b = torch.exp(m - top), torch.exp(m2 - top)
+            z, u, m = z * a + z2 * b, u * a[..., None] + u2 * b[..., None], top
+        return (u / (z + 1e-16)[..., None]).reshape(h.shape[0], self.hidden)
 
-    def forward(self, h: torch.Tensor, e: torch.Tensor, edge_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _edge_chunk(self, c: slice, e, src, dst, p_src, p_dst):
+        return e + pair_mlp(self.edge, self.norm_e(e), src[c], dst[c], p_src, p_dst)
+
+    def forward(self, h: torch.Tensor, e: torch.Tensor, edge_index: torch.Tensor,
+                chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         src, dst = edge_index
-        h = h + self.out(self.attend(h, e, edge_index))
+        h = h + self.out(self.attend(h, e, edge_index, chunk_size))
         h = h + self.ffn(self.norm_ffn(h))
-        hn = self.norm_edge(h)
-        e = e + self.edge(torch.cat([hn[src], hn[dst], self.norm_e(e)], dim=1))
-        return h, e
+        terms = node_terms(self.edge[0], self.norm_edge(h), 2)
+        parts = list(run_chunks(self._edge_chunk, self._chunks(e, chunk_size), (e,), src, dst, *terms))
+        return h, torch.cat(parts) if len(parts) > 1 else parts[0]
 
     def extra_repr(self) -> str:
-        return f"hidden={self.hidden}, heads={self.heads}"
+        return f"hidden={self.hidden}, heads={self.heads}, chunk_size={self.chunk_size}"
