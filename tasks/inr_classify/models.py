@@ -49,12 +49,12 @@ def fourier_classifier(data: InrSplits, layer: str) -> nn.Module:
                                                   in_channels=enc.channels(), layer=layer))
 
 
-def canonical_classifier(data: InrSplits, layer: str, channels: tuple[int, ...] = (32, 32, 32)) -> nn.Module:
+def canonical_classifier(data: InrSplits, layer: str) -> nn.Module:
     """The sign-invariant NFN/UNF: each hidden unit's sign canonicalized (from the spec's
     extra symmetries), then Fourier features and an invariant classifier."""
     enc = FourierFeatures()
     return CanonicalInvariant(data.spec, nn.Sequential(enc, InvariantClassifier(
-        data.spec, data.num_classes, channels, in_channels=enc.channels(), layer=layer)))
+        data.spec, data.num_classes, (32, 32, 32), in_channels=enc.channels(), layer=layer)))
 
 
 def _scaled(data: InrSplits) -> Callable:

@@ -23,9 +23,12 @@ moves only by the permutation part of a group element. Hence
     equivariant: F(x) = σ(x) · f(c(x))     f permutation-equivariant, σ(x) the element with x = σ(x)·c(x)
 
 are exactly invariant/equivariant to permutations and the declared signs and
-scales, for any spec the parser produces, and reuse the permutation layers
-unchanged. Why not sign-equivariant linear layers: a linear map commuting with
-independent sign flips of rows and columns may only act pointwise (every mean over a
+scales, for any spec whose extra symmetries can be ordered so (feed-forward chains such
+as the tested MLP, SIREN and ReLU CNN; a unit that feeds itself, as in an RNN, raises
+ConfigError), and reuse the permutation layers unchanged.
+
+Why not sign-equivariant linear layers: a linear map commuting with independent
+sign flips of rows and columns may only act pointwise (every mean over a
 row or column flips in sign with the unit), so it loses all of an NFN's mixing
 terms; ScaleGMN restores expressivity with nonlinear (odd / invariant-feature)
 messages. Canonicalization costs one reduction and one multiply per group and keeps
