@@ -39,7 +39,7 @@ PUBLIC = {
     ],
     "weightspace.lopt": ["LearnedOptimizer", "LearnedRule", "load_rule", "save_rule"],
     "weightspace.nn": [
-        "EquivariantNetwork", "FlatMLP", "FourierFeatures", "HNPLinear", "HNPPool", "InvariantClassifier",
+        "CanonicalEquivariant", "CanonicalInvariant", "Canonicalize", "EquivariantNetwork", "FlatMLP", "FourierFeatures", "HNPLinear", "HNPPool", "InvariantClassifier",
         "NPLinear", "NPPool", "StatMLP", "UNFBasis", "UNFLinear", "UNFPool", "WeightSpaceBatch", "metanet_spec",
     ],
     "weightspace.nn.gmn": [

@@ -9,7 +9,9 @@ from typing import Callable
 
 from torch import nn
 
-from weightspace.nn import FlatMLP, FourierFeatures, InvariantClassifier, StatMLP, WeightSpaceBatch
+from weightspace.nn import (
+    CanonicalInvariant, FlatMLP, FourierFeatures, InvariantClassifier, StatMLP, WeightSpaceBatch,
+)
 from weightspace.nn.models import mlp
 
 from .data import InrSplits
@@ -45,6 +47,21 @@ def fourier_classifier(data: InrSplits, layer: str) -> nn.Module:
     enc = FourierFeatures()
     return nn.Sequential(enc, InvariantClassifier(data.spec, data.num_classes, (32, 32, 32),
                                                   in_channels=enc.channels(), layer=layer))
+
+
+def canonical_classifier(data: InrSplits, layer: str) -> nn.Module:
+    """The sign-invariant NFN/UNF: each hidden unit's sign canonicalized (from the spec's
+    extra symmetries), then Fourier features and an invariant classifier."""
+    enc = FourierFeatures()
+    return CanonicalInvariant(data.spec, nn.Sequential(enc, InvariantClassifier(
+        data.spec, data.num_classes, (32, 32, 32), in_channels=enc.channels(), layer=layer)))
+
+
+def _scaled(data: InrSplits) -> Callable:
+    """Each entry divided by its training std, not centred: a positive scalar per entry
+    commutes with the sign/scale action, so the canonicalization after it stays exact."""
+    std = data.standardize.std
+    return lambda w: {k: (v / std[k]).unsqueeze(1) for k, v in w.items()}
 
 
 def _structure(data: InrSplits):
@@ -87,6 +104,7 @@ CHOICES = {c.name: c for c in [
     Choice("unf", "weights", lambda d: InvariantClassifier(d.spec, d.num_classes, (32, 32, 32), layer="unf"), lr=3e-3),
     Choice("nfn_hnp_ff", "weights", lambda d: fourier_classifier(d, "hnp"), lr=3e-3, epochs=80),
     Choice("unf_ff", "weights", lambda d: fourier_classifier(d, "unf"), lr=3e-3),
+    Choice("canon_hnp_ff", "weights", lambda d: canonical_classifier(d, "hnp"), prepare=_scaled, lr=3e-3, epochs=80),
     Choice("gmn_probe", "weights", gmn_probe, prepare=graph_batches, lr=3e-3, epochs=15),
     Choice("gmn_probe_rand", "weights", lambda d: gmn_probe(d, grid_init=False), prepare=graph_batches, lr=3e-3,
            epochs=10),

@@ -10,12 +10,16 @@ Layers (equivariant linear maps, features `key -> (B, C, *shape)`):
 `NPLinear`/`HNPLinear` (NFN, Zhou et al. 2023; MLP/CNN chains) and `UNFLinear`
 (Universal Neural Functionals, Zhou et al. 2024; any spec). Invariant pooling:
 `NPPool`, `HNPPool`, `UNFPool`. Models: `EquivariantNetwork`, `InvariantClassifier`.
+Signs and scales (sine/tanh flips, ReLU rescalings, from the spec's `extra_action`):
+`Canonicalize` (the canonical form), `CanonicalInvariant` (classification head),
+`CanonicalEquivariant` (editing head) around any permutation-equivariant model.
 Input encoding: `FourierFeatures` (octaves elementwise, so symmetry-neutral; Gaussian
 per graph edge for the GMNs). Baselines: `FlatMLP`, `StatMLP` (augmentation:
 `weightspace.augment.RandomSymmetry`).
 """
 from .baselines import FlatMLP, StatMLP
 from .batch import WeightSpaceBatch, metanet_spec
+from .canonical import CanonicalEquivariant, CanonicalInvariant, Canonicalize
 from .fourier import FourierFeatures
 from .models import EquivariantNetwork, InvariantClassifier
 from .nfn import HNPLinear, HNPPool, NPLinear, NPPool
@@ -23,6 +27,9 @@ from .unf import UNFLinear, UNFPool
 from .unf_basis import UNFBasis
 
 __all__ = [
+    "CanonicalEquivariant",
+    "CanonicalInvariant",
+    "Canonicalize",
     "EquivariantNetwork",
     "FlatMLP",
     "FourierFeatures",
