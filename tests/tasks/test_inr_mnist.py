@@ -67,6 +67,7 @@ def mnist_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_tiny_mnist_run_learns_above_chance(mnist_run):
     results = json.loads((mnist_run / "results.json").read_text())
     manifest = json.loads((mnist_run / "zoo" / "manifest.json").read_text())
@@ -101,6 +102,7 @@ def fit_own_inr(image: torch.Tensor, seed: int, steps: int, lr: float, pixel_ran
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_users_own_inrs_classify_like_the_zoo(mnist_run, tmp_path, capsys):
     """INRs of test images fitted by other code (another init, lr 5e-4, 100 steps) are
     classified by the saved pixel model about as well as the zoo's own test INRs; an INR
