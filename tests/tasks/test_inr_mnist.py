@@ -127,3 +127,13 @@ def test_users_own_inrs_classify_like_the_zoo(mnist_run, tmp_path, capsys):
     torch.save(unit, path)
     assert _run(["predict", "--metanet", str(metanet), "--pixel-range", "0", "1", str(path)]) == 0
     assert "mine.pt:" in capsys.readouterr().out
+
+
+def test_probe_grid_keeps_small_grids_and_subsamples_large_ones():
+    from tasks.inr_classify.models import MAX_PROBES, probe_grid
+
+    torch.testing.assert_close(probe_grid((8, 8), MAX_PROBES), grid_coords((8, 8)))
+    torch.testing.assert_close(probe_grid((40,), MAX_PROBES), grid_coords((40,)))
+    full = grid_coords((28, 28)).view(28, 28, 2)
+    torch.testing.assert_close(probe_grid((28, 28), 196), full[1::2, 1::2].reshape(-1, 2))
+    assert probe_grid((28, 28), 49).shape == (49, 2)
