@@ -18,13 +18,30 @@ from zoo.features import evaluate
 SPLITS = ("train", "val", "test")
 
 
-def ensure_zoo(root: Path, dataset: str = "digits", recipe: InrRecipe = InrRecipe(), progress: bool = True,
-               ranks: Ranks = Ranks()) -> Path:
-    """The zoo in `root`, built (or resumed) with `recipe` if it is not finished (by
-    every rank's share of the shards under torchrun)."""
+MAIN_DATASET = "mnist"
+MAIN_BUDGET = (150, 1e-3)
+"""(Adam steps, learning rate) of the main job's MNIST INRs, chosen by the budget study
+in tasks/RESULTS.md; other datasets keep `InrRecipe`'s exact-fit 300 × 1e-3."""
+
+
+def zoo_recipe(dataset: str = MAIN_DATASET, init: str = "independent", steps: int | None = None,
+               lr: float | None = None, views: int = 1, target_psnr: float | None = None) -> InrRecipe:
+    """The recipe of a zoo the main job builds: `MAIN_BUDGET` on MNIST unless steps/lr
+    are given. The main job is MNIST with independent inits (as users' INRs are made);
+    `dataset="digits", init="shared"` is the shared-init + permutation control."""
+    default_steps, default_lr = MAIN_BUDGET if dataset == MAIN_DATASET else (InrRecipe.steps, InrRecipe.lr)
+    return InrRecipe(init=init, views=views, steps=default_steps if steps is None else steps,
+                     lr=default_lr if lr is None else lr, target_psnr=target_psnr)
+
+
+def ensure_zoo(root: Path, dataset: str = MAIN_DATASET, recipe: InrRecipe | None = None, progress: bool = True,
+               ranks: Ranks = Ranks(), limit: int | None = None) -> Path:
+    """The zoo in `root`, built (or resumed) with `recipe` (default `zoo_recipe(dataset)`)
+    from the first `limit` samples (None: all) if it is not finished (by every rank's
+    share of the shards under torchrun)."""
     root = Path(root)
     if not (root / "manifest.json").is_file():
-        build_inr_zoo(root, dataset, recipe, ranks=ranks, progress=progress)
+        build_inr_zoo(root, dataset, recipe or zoo_recipe(dataset), ranks=ranks, progress=progress, limit=limit)
     ranks.barrier()
     return root
 

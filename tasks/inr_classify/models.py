@@ -4,11 +4,14 @@ built, and how a batch of weights becomes its input. Builders and `prepare` take
 carry spec, num_classes, siren, pixels and standardize."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
 from torch import nn
 
+from weightspace.errors import ConfigError
 from weightspace.nn import (
     CanonicalInvariant, FlatMLP, FourierFeatures, InvariantClassifier, StatMLP, WeightSpaceBatch,
 )
@@ -17,10 +20,18 @@ from weightspace.nn.models import mlp
 from .data import InrSplits
 
 
+MAX_PROBES = 196
+"""Most probes of `gmn_probe`: every pixel of 8×8 digits, every 2nd of 28×28 MNIST."""
+
+READS = ("weights", "probes", "pixels")
+"""What a model reads of an INR: its weights only (never runs it), the INR run on
+(learned) probe inputs, or the image rendered from it."""
+
+
 @dataclass(frozen=True)
 class Choice:
-    """A model of the comparison: its input ("weights" or rendered "pixels"), its
-    builder, the function that turns a batch into its input, and its defaults."""
+    """A model of the comparison: what it reads (one of `READS`), its builder, the
+    function that turns a batch into its input, and its defaults."""
 
     name: str
     reads: str
@@ -29,6 +40,10 @@ class Choice:
     lr: float = 1e-3
     epochs: int = 40
     augment: str = "none"
+
+    def __post_init__(self):
+        if self.reads not in READS:
+            raise ConfigError(f"model {self.name!r} reads {self.reads!r}; expected one of {READS}")
 
 
 class PixelMLP(nn.Module):
@@ -70,17 +85,31 @@ def _structure(data: InrSplits):
     return graph_structure(data.spec)
 
 
-def gmn_probe(data: InrSplits, grid_init: bool = True) -> nn.Module:
-    """Graph metanetwork with probe features: each unit's pre-activation on learned
-    inputs as node features, and the INR's output at the probes read by the readout.
-    One probe per pixel of the signal grid, starting at the pixel coordinates
-    (`grid_init`) or uniformly at random in [-1, 1]^d."""
-    from weightspace.examples import siren
-    from weightspace.nn.gmn import GMNClassifier, ProbeFeatures
+def probe_grid(grid: tuple[int, ...], max_probes: int) -> torch.Tensor:
+    """Coordinates of every s-th pixel of `grid` (centred), s the smallest stride per
+    axis that keeps at most `max_probes` probes: the whole grid when it is small."""
     from zoo.datasets import grid_coords
 
+    stride = 1
+    while math.prod(-(-n // stride) for n in grid) > max_probes:
+        stride += 1
+    keep = [torch.arange(min(stride // 2, n - 1), n, stride) for n in grid]
+    index = torch.cartesian_prod(*keep).reshape(-1, len(grid))
+    flat = sum(index[:, a] * math.prod(grid[a + 1:]) for a in range(len(grid)))
+    return grid_coords(grid)[flat]
+
+
+def gmn_probe(data: InrSplits, grid_init: bool = True, max_probes: int = MAX_PROBES) -> nn.Module:
+    """Graph metanetwork with probe features: each unit's pre-activation on learned
+    inputs as node features, and the INR's output at the probes read by the readout.
+    Probes on the signal grid (every pixel, or every s-th one of a grid with more than
+    `max_probes` pixels), starting at those pixel coordinates (`grid_init`) or uniformly
+    at random in [-1, 1]^d."""
+    from weightspace.examples import siren
+    from weightspace.nn.gmn import GMNClassifier, ProbeFeatures
+
     template = siren(data.siren.widths, data.siren.w0)
-    coords = grid_coords(data.grid)
+    coords = probe_grid(data.grid, max_probes)
     probes = ProbeFeatures(template, _structure(data), (data.siren.widths[0],), hidden=16,
                            num_probes=coords.shape[0], init=coords if grid_init else None)
     return GMNClassifier(data.num_classes, hidden=16, layers=2, edge_widths=(1,), probes=[probes], read_probes=True)
@@ -102,11 +131,11 @@ CHOICES = {c.name: c for c in [
     Choice("nfn_np", "weights", lambda d: InvariantClassifier(d.spec, d.num_classes, (32, 32, 32), layer="np"), lr=3e-3),
     Choice("nfn_hnp", "weights", lambda d: InvariantClassifier(d.spec, d.num_classes, (32, 32, 32), layer="hnp"), lr=3e-3),
     Choice("unf", "weights", lambda d: InvariantClassifier(d.spec, d.num_classes, (32, 32, 32), layer="unf"), lr=3e-3),
-    Choice("nfn_hnp_ff", "weights", lambda d: fourier_classifier(d, "hnp"), lr=3e-3, epochs=80),
+    Choice("nfn_hnp_ff", "weights", lambda d: fourier_classifier(d, "hnp"), lr=3e-3, epochs=10),
     Choice("unf_ff", "weights", lambda d: fourier_classifier(d, "unf"), lr=3e-3),
-    Choice("canon_hnp_ff", "weights", lambda d: canonical_classifier(d, "hnp"), prepare=_scaled, lr=3e-3, epochs=80),
-    Choice("gmn_probe", "weights", gmn_probe, prepare=graph_batches, lr=3e-3, epochs=15),
-    Choice("gmn_probe_rand", "weights", lambda d: gmn_probe(d, grid_init=False), prepare=graph_batches, lr=3e-3,
+    Choice("canon_hnp_ff", "weights", lambda d: canonical_classifier(d, "hnp"), prepare=_scaled, lr=3e-3, epochs=20),
+    Choice("gmn_probe", "probes", gmn_probe, prepare=graph_batches, lr=3e-3, epochs=6),
+    Choice("gmn_probe_rand", "probes", lambda d: gmn_probe(d, grid_init=False), prepare=graph_batches, lr=3e-3,
            epochs=10),
     Choice("recon_mlp", "pixels", lambda d: PixelMLP(d.pixels, d.num_classes), prepare=_pixels),
 ]}

@@ -58,7 +58,7 @@ def augmentation(name: str, data: InrSplits) -> tuple[Callable | None, Callable 
 
 def augment_name(choice: Choice, settings: Settings) -> str:
     """The augmentation a model trains with: the settings' override, else its own; none on pixels."""
-    return (settings.augment or choice.augment) if choice.reads == "weights" else "none"
+    return (settings.augment or choice.augment) if choice.reads != "pixels" else "none"
 
 
 def train_one(name: str, data: InrSplits, seed: int, settings: Settings) -> dict:
@@ -140,6 +140,7 @@ def compare(data: InrSplits, names: list[str], settings: Settings, out: Path, co
             "test_acc_mean": statistics.fmean(accs),
             "test_acc_std": statistics.pstdev(accs),
             "val_acc_mean": statistics.fmean(r["val_acc"] for r in runs),
+            "reads": CHOICES[name].reads,
             "params": runs[0]["params"],
             "train_seconds_mean": statistics.fmean(r["seconds"] for r in runs),
             "seeds": list(settings.seeds),

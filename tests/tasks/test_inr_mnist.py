@@ -1,0 +1,139 @@
+"""The main job's defaults (MNIST, independent inits), the `reads` field of every model,
+a tiny end-to-end run on an MNIST subset, and users' own INRs (fitted by a plain torch
+loop with another init, lr and budget) classified by `weightspace predict`."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import torch
+
+from tasks.cli import add_parser
+from tasks.inr_classify.data import MAIN_BUDGET, zoo_recipe
+from tasks.inr_classify.models import CHOICES, DEFAULT, READS, Choice
+from weightspace.errors import ConfigError
+from zoo import SirenConfig
+from zoo.datasets import grid_coords, load_dataset
+
+
+def _parser():
+    from tasks import predict_cli
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    add_parser(sub)
+    predict_cli.add_parser(sub)
+    return parser
+
+
+def _run(argv):
+    args = _parser().parse_args(argv)
+    return args.run(args)
+
+
+def test_main_job_defaults_are_mnist_with_independent_inits():
+    from tasks.inr_classify import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args([])
+    assert (args.dataset, args.init, args.views, args.target_psnr) == ("mnist", "independent", 1, None)
+    assert len(args.seeds) >= 2
+    recipe = zoo_recipe(args.dataset, args.init, args.steps, args.lr, args.views, args.target_psnr)
+    assert (recipe.init, recipe.views, (recipe.steps, recipe.lr)) == ("independent", 1, MAIN_BUDGET)
+    control = zoo_recipe("digits", "shared")
+    assert (control.init, control.permute, control.steps, control.lr) == ("shared", True, 300, 1e-3)
+    given = zoo_recipe("mnist", "independent", steps=40, lr=2e-4, views=3, target_psnr=30.0)
+    assert (given.steps, given.lr, given.views, given.target_psnr) == (40, 2e-4, 3, 30.0)
+
+
+def test_every_model_states_what_it_reads():
+    assert {c.reads for c in CHOICES.values()} <= set(READS)
+    assert CHOICES["recon_mlp"].reads == "pixels"
+    assert CHOICES["gmn_probe"].reads == CHOICES["gmn_probe_rand"].reads == "probes"
+    assert all(CHOICES[n].reads == "weights" for n in ("flat_mlp", "stats", "nfn_hnp_ff"))
+    assert {CHOICES[n].reads for n in DEFAULT} == set(READS)
+    with pytest.raises(ConfigError, match="reads 'image'"):
+        Choice("bad", "image", CHOICES["stats"].build)
+
+
+@pytest.fixture(scope="module")
+def mnist_run(tmp_path_factory):
+    """The CLI on 300 MNIST images (60 fitting steps), stats and recon_mlp, one seed."""
+    out = tmp_path_factory.mktemp("mnist") / "run"
+    assert _run(["run", "inr-classify", "--limit", "300", "--steps", "60", "--models", "stats", "recon_mlp",
+                 "--seeds", "0", "--epochs", "10", "--out", str(out), "--quiet", "--workers", "1"]) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_tiny_mnist_run_learns_above_chance(mnist_run):
+    results = json.loads((mnist_run / "results.json").read_text())
+    manifest = json.loads((mnist_run / "zoo" / "manifest.json").read_text())
+    assert manifest["dataset"]["source"] == "mnist" and manifest["recipe"]["init"] == "independent"
+    assert manifest["recipe"]["steps"] == 60
+    assert results["dataset"] == "mnist" and results["recipe"] == "independent"
+    assert sum(results["sizes"].values()) == 300
+    assert {n: m["reads"] for n, m in results["models"].items()} == {"stats": "weights", "recon_mlp": "pixels"}
+    assert results["models"]["recon_mlp"]["test_acc_mean"] > 0.5  # chance is 0.1
+
+
+def fit_own_inr(image: torch.Tensor, seed: int, steps: int, lr: float, pixel_range=(-1.0, 1.0)) -> dict:
+    """A user's SIREN fit, independent of zoo.siren: nn.Linear layers with the SIREN
+    paper's weight init drawn from torch's global RNG (biases left at nn.Linear's
+    default), a plain autograd Adam loop on the image scaled to `pixel_range`."""
+    cfg = SirenConfig()
+    torch.manual_seed(seed)
+    net = cfg.module()
+    linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+    with torch.no_grad():
+        for i, layer in enumerate(linears):
+            bound = 1 / layer.in_features if i == 0 else (6 / layer.in_features) ** 0.5 / cfg.w0
+            layer.weight.uniform_(-bound, bound)
+    lo, hi = pixel_range
+    target = (image.reshape(-1, 1) + 1) / 2 * (hi - lo) + lo
+    coords = grid_coords(tuple(image.shape))
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(net(coords), target).backward()
+        opt.step()
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+@pytest.mark.slow
+def test_users_own_inrs_classify_like_the_zoo(mnist_run, tmp_path, capsys):
+    """INRs of test images fitted by other code (another init, lr 5e-4, 100 steps) are
+    classified by the saved pixel model about as well as the zoo's own test INRs; an INR
+    of [0, 1] pixels reads the same once `--pixel-range 0 1` is given."""
+    from tasks.predict_cli import classify
+
+    data = load_dataset("mnist")
+    test = torch.nonzero(data.split == 2).flatten()[:8]
+    labels = data.labels[test]
+    own = [fit_own_inr(data.values[int(i)], seed=100 + k, steps=100, lr=5e-4) for k, i in enumerate(test)]
+    metanet = mnist_run / "models" / "recon_mlp.safetensors"
+    probs = classify(metanet, own)
+    acc = float((probs.argmax(1) == labels).float().mean())
+    zoo_acc = json.loads((mnist_run / "results.json").read_text())["models"]["recon_mlp"]["saved"]["test_acc"]
+    assert acc >= min(0.5, zoo_acc - 0.25), (acc, zoo_acc)
+
+    signed = own[0]
+    last_w, last_b = list(signed)[-2:]
+    unit = {**signed, last_w: signed[last_w] / 2, last_b: (signed[last_b] + 1) / 2}  # the same INR on [0, 1]
+    torch.testing.assert_close(classify(metanet, [unit], pixel_range=(0.0, 1.0)), probs[:1])
+    path = tmp_path / "mine.pt"
+    torch.save(unit, path)
+    assert _run(["predict", "--metanet", str(metanet), "--pixel-range", "0", "1", str(path)]) == 0
+    assert "mine.pt:" in capsys.readouterr().out
+
+
+def test_probe_grid_keeps_small_grids_and_subsamples_large_ones():
+    from tasks.inr_classify.models import MAX_PROBES, probe_grid
+
+    torch.testing.assert_close(probe_grid((8, 8), MAX_PROBES), grid_coords((8, 8)))
+    torch.testing.assert_close(probe_grid((40,), MAX_PROBES), grid_coords((40,)))
+    full = grid_coords((28, 28)).view(28, 28, 2)
+    torch.testing.assert_close(probe_grid((28, 28), 196), full[1::2, 1::2].reshape(-1, 2))
+    assert probe_grid((28, 28), 49).shape == (49, 2)
