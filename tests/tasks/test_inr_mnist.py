@@ -12,8 +12,8 @@ import torch
 from tasks.cli import add_parser
 from tasks.inr_classify.data import MAIN_BUDGET, zoo_recipe
 from tasks.inr_classify.models import CHOICES, DEFAULT, READS, Choice
+from tasks.inr_classify.own_inrs import fit_own_inr
 from weightspace.errors import ConfigError
-from zoo import SirenConfig
 from zoo.datasets import grid_coords, load_dataset
 
 
@@ -79,29 +79,6 @@ def test_tiny_mnist_run_learns_above_chance(mnist_run):
     assert results["models"]["recon_mlp"]["test_acc_mean"] > 0.5  # chance is 0.1
 
 
-def fit_own_inr(image: torch.Tensor, seed: int, steps: int, lr: float, pixel_range=(-1.0, 1.0)) -> dict:
-    """A user's SIREN fit, independent of zoo.siren: nn.Linear layers with the SIREN
-    paper's weight init drawn from torch's global RNG (biases left at nn.Linear's
-    default), a plain autograd Adam loop on the image scaled to `pixel_range`."""
-    cfg = SirenConfig()
-    torch.manual_seed(seed)
-    net = cfg.module()
-    linears = [m for m in net if isinstance(m, torch.nn.Linear)]
-    with torch.no_grad():
-        for i, layer in enumerate(linears):
-            bound = 1 / layer.in_features if i == 0 else (6 / layer.in_features) ** 0.5 / cfg.w0
-            layer.weight.uniform_(-bound, bound)
-    lo, hi = pixel_range
-    target = (image.reshape(-1, 1) + 1) / 2 * (hi - lo) + lo
-    coords = grid_coords(tuple(image.shape))
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    for _ in range(steps):
-        opt.zero_grad()
-        torch.nn.functional.mse_loss(net(coords), target).backward()
-        opt.step()
-    return {k: v.detach().clone() for k, v in net.state_dict().items()}
-
-
 @pytest.mark.slow
 def test_users_own_inrs_classify_like_the_zoo(mnist_run, tmp_path, capsys):
     """INRs of test images fitted by other code (another init, lr 5e-4, 100 steps) are
@@ -137,3 +114,19 @@ def test_probe_grid_keeps_small_grids_and_subsamples_large_ones():
     full = grid_coords((28, 28)).view(28, 28, 2)
     torch.testing.assert_close(probe_grid((28, 28), 196), full[1::2, 1::2].reshape(-1, 2))
     assert probe_grid((28, 28), 49).shape == (49, 2)
+
+
+@pytest.mark.slow
+def test_own_inr_measurement_reports_every_saved_model(mnist_run):
+    """`python -m tasks.inr_classify.own_inrs`: every saved model scored on refitted INRs
+    and on the zoo's INRs of the same test images; the pixel model reads both."""
+    from tasks.inr_classify.own_inrs import main
+
+    assert main(["--run", str(mnist_run), "--n", "6", "--steps", "150", "--lr", "1e-3"]) == 0
+    out = json.loads((mnist_run / "own_inrs_150x0.001.json").read_text())
+    results = json.loads((mnist_run / "results.json").read_text())
+    assert out["n"] == 6 and set(out["models"]) == set(results["models"])
+    assert out["psnr_mean"] > 15
+    pixels = out["models"]["recon_mlp"]
+    assert pixels["reads"] == "pixels" and pixels["zoo_test_acc"] == results["models"]["recon_mlp"]["saved"]["test_acc"]
+    assert pixels["own"] >= 2 / 6 and pixels["zoo_same_images"] >= 2 / 6
