@@ -66,11 +66,11 @@ def measure(run: Path, n: int, steps: int, lr: float, progress: bool = True) -> 
     out = {"n": len(own), "steps": steps, "lr": lr, "psnr_mean": float((10 * torch.log10(4 / mse)).mean()),
            "models": {}}
     for name, m in results["models"].items():
-        path = Path(m["saved"]["path"])
+        hits = (classify(Path(m["saved"]["path"]), own + zoo_inrs).argmax(1) == labels.repeat(2)).float()
         out["models"][name] = {
             "reads": m["reads"],
-            "own": float((classify(path, own).argmax(1) == labels).float().mean()),
-            "zoo_same_images": float((classify(path, zoo_inrs).argmax(1) == labels).float().mean()),
+            "own": float(hits[: len(own)].mean()),
+            "zoo_same_images": float(hits[len(own):].mean()),
             "zoo_test_acc": m["saved"]["test_acc"],
         }
     return out

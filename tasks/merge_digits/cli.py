@@ -18,7 +18,6 @@ Two settings on scikit-learn's digits (embedded), 3 seeds each:
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 import warnings
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 from weightspace.align.modules import with_weights
 from weightspace.merge import merge_models, zip_models
 
+from ..summary import seed_summary
 from .data import accuracy, build, digits, train
 
 TUNE_METHODS = {
@@ -123,11 +123,6 @@ def fine_tunes(seed: int) -> dict[str, float]:
     return out
 
 
-def _summary(runs: list[dict[str, float]]) -> dict[str, dict]:
-    return {k: {"mean": statistics.mean(r[k] for r in runs), "std": statistics.pstdev(r[k] for r in runs),
-                "per_seed": [r[k] for r in runs]} for k in runs[0]}
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("results/merge_digits"), help="folder for results.json")
@@ -146,12 +141,12 @@ def main(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     result = {"seeds": list(args.seeds), "metric": "test accuracy (597 held-out digits), mean and std over seeds"}
     for kind in ("mlp", "cnn_bn"):
-        result[f"different_inits_{kind}"] = _summary([different_inits(kind, s) for s in args.seeds])
+        result[f"different_inits_{kind}"] = seed_summary([different_inits(kind, s) for s in args.seeds])
     for kind in ("mlp", "cnn_bn"):
-        result[f"different_inits_{kind}_disjoint_halves"] = _summary(
+        result[f"different_inits_{kind}_disjoint_halves"] = seed_summary(
             [different_inits(kind, s, halves=True) for s in args.seeds])
-    result["different_inits_mlp_three_models"] = _summary([different_inits("mlp", s, models=3) for s in args.seeds])
-    result["finetunes_mlp_joint"] = _summary([fine_tunes(s) for s in args.seeds])
+    result["different_inits_mlp_three_models"] = seed_summary([different_inits("mlp", s, models=3) for s in args.seeds])
+    result["finetunes_mlp_joint"] = seed_summary([fine_tunes(s) for s in args.seeds])
     result["seconds"] = round(time.perf_counter() - start, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "results.json", result)

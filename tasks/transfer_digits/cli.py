@@ -18,13 +18,14 @@ transferred to the target's init (gradients on 600 training digits), and measure
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 import warnings
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from ..summary import seed_summary
 
 POINTS = (0.25, 0.5, 0.75, 1.0)
 METHODS = ("naive", "fgmt", "gmt")
@@ -113,11 +114,6 @@ def run_seed(arch: str, seed: int, args: argparse.Namespace) -> dict:
     return out
 
 
-def _summary(runs: list[dict[str, float]]) -> dict[str, dict]:
-    return {k: {"mean": statistics.mean(r[k] for r in runs), "std": statistics.pstdev(r[k] for r in runs),
-                "per_seed": [r[k] for r in runs]} for k in runs[0]}
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--archs", nargs="+", choices=("mlp", "cnn"), default=["mlp", "cnn"])
@@ -145,7 +141,7 @@ def main(args: argparse.Namespace) -> dict:
               ("width", "epochs", "every", "lr", "target", "cap")},
               "metric": "test accuracy (297 held-out digits) / Adam steps to the validation target, mean ± std over seeds"}
     for arch in args.archs:
-        result[arch] = _summary([run_seed(arch, s, args) for s in args.seeds])
+        result[arch] = seed_summary([run_seed(arch, s, args) for s in args.seeds])
     result["seconds"] = round(time.perf_counter() - start, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "results.json", result)
