@@ -50,8 +50,9 @@ def to_zoo_range(sd: dict[str, torch.Tensor], last: tuple[str, str], pixel_range
 
 
 def classify(metanet: Path, inrs: list[dict[str, torch.Tensor]],
-             pixel_range: tuple[float, float] = (-1.0, 1.0)) -> torch.Tensor:
-    """Class probabilities (N, classes) for INR state dicts fitted to pixels in `pixel_range`."""
+             pixel_range: tuple[float, float] = (-1.0, 1.0), names: list[str] | None = None) -> torch.Tensor:
+    """Class probabilities (N, classes) for INR state dicts fitted to pixels in `pixel_range`;
+    `names` (e.g. the files) say which INR a shape or key error is about."""
     from .inr_classify.data import InrContext
     from .inr_classify.models import CHOICES
     from .metanet_io import load_metanet
@@ -59,8 +60,9 @@ def classify(metanet: Path, inrs: list[dict[str, torch.Tensor]],
     model, config = load_metanet(metanet, {"inr-classify": rebuild})
     context = InrContext.from_config(config)
     choice = CHOICES[config["model"]]
-    for i, sd in enumerate(inrs):
-        context.spec.check({k: v for k, v in sd.items() if k in context.spec.entries}, where=f"INR #{i}")
+    names = names if names is not None else [f"INR #{i}" for i in range(len(inrs))]
+    for name, sd in zip(names, inrs):
+        context.spec.check({k: v for k, v in sd.items() if k in context.spec.entries}, where=str(name))
     last = tuple(context.siren.keys[-2:])
     inrs = [to_zoo_range(sd, last, tuple(pixel_range)) for sd in inrs]
     weights = {k: torch.stack([sd[k].float() for sd in inrs]) for k in context.spec.entries}
@@ -72,7 +74,8 @@ def classify(metanet: Path, inrs: list[dict[str, torch.Tensor]],
 def main(args: argparse.Namespace) -> int:
     import weightspace as ws
 
-    probs = classify(args.metanet, [ws.load(p) for p in args.inrs], tuple(args.pixel_range))
+    probs = classify(args.metanet, [ws.load(p) for p in args.inrs], tuple(args.pixel_range),
+                     names=[str(p) for p in args.inrs])
     for path, p in zip(args.inrs, probs):
         top = torch.topk(p, min(args.top, p.numel()))
         shown = ", ".join(f"{int(c)} ({float(v):.2f})" for v, c in zip(top.values, top.indices))

@@ -72,6 +72,13 @@ def test_saved_models_classify_checkpoints_like_in_training(tiny_zoo, tmp_path, 
     ws.save(inrs[0], path)
     assert _run(["predict", "--metanet", str(out / "models" / "recon_mlp.safetensors"), str(path)]) == 0
     assert "one.safetensors:" in capsys.readouterr().out
+    bad = tmp_path / "bad.safetensors"
+    ws.save({k: v[:1] if v.ndim else v for k, v in inrs[0].items()}, bad)
+    from weightspace.cli.main import main
+
+    assert main(["predict", "--metanet", str(out / "models" / "recon_mlp.safetensors"), str(path), str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "ShapeMismatchError" in err and str(bad) in err
 
 
 def test_torchrun_two_processes_match_one(tiny_zoo, tmp_path):
