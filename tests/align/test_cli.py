@@ -73,3 +73,24 @@ def test_activation_method_needs_data(monkeypatch, checkpoints, capsys):
                               "--method", "activation"])
     assert code == 2
     assert "needs --data" in capsys.readouterr().err
+
+
+def test_activation_method_traces_the_model_once(monkeypatch, tmp_path, checkpoints, capsys):
+    """One trace per model: the CLI parses once and activation matching reuses its sites."""
+    pa, pb = checkpoints
+    exports = []
+    real = torch.export.export
+
+    def counted(*args, **kwargs):
+        exports.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.export, "export", counted)
+    out = tmp_path / "merged.safetensors"
+    code = _run(monkeypatch, ["align", str(pa), str(pb), "--model", "tests.align.factories:digits_mlp",
+                              "--data", "tests.align.factories:digits_test_batches", "--method", "activation",
+                              "--out", str(out), "--steps", "3"])
+    assert code == 0, capsys.readouterr().err
+    assert len(exports) == 1
+    sd_a, merged = ws.load(pa), ws.load(out)
+    assert set(merged) == set(sd_a)

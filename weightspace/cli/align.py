@@ -88,9 +88,10 @@ def _statistics(model, sd_a, sd_b) -> list[str]:
     return [k for k in keys if k not in sd_a or k not in sd_b]
 
 
-def _element(args, model, spec, sd_a, sd_b, data, console):
+def _element(args, model, parsed, sd_a, sd_b, data, console):
     from .. import align
 
+    spec = parsed.spec
     gen = torch.Generator().manual_seed(args.seed)
     if args.method == "weight":
         m = align.weight_matching(spec, sd_a, sd_b, restarts=args.restarts, generator=gen)
@@ -99,7 +100,7 @@ def _element(args, model, spec, sd_a, sd_b, data, console):
     if data is None:
         raise ConfigError(f"--method {args.method} needs --data")
     if args.method == "activation":
-        return align.activation_matching(model, sd_a, sd_b, data)
+        return align.activation_matching(model, sd_a, sd_b, data, parsed=parsed)
     m = align.ste_matching(model, spec, sd_a, sd_b, data, generator=gen)
     console.print(f"STE matching: midpoint loss {m.losses[0]:.4g} -> {m.losses[-1]:.4g} over {len(m.losses)} steps")
     return m.element
@@ -112,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
     from ..align.pair import check_pair
     from ..align.weight_matching import alignment_objective
     from ..io import load, save
-    from ..parser import parse
+    from ..align.data import input_batches
+    from ..parser import parse_model
 
     console = Console()
     if args.plot and not args.data:
@@ -135,12 +137,15 @@ def run(args: argparse.Namespace) -> int:
         sd_b = {**{k: template[k] for k in missing if k not in sd_b}, **sd_b}
         console.print(f"the checkpoints lack {len(missing)} BatchNorm statistics: recomputed on --data")
     start = time.perf_counter()
+    # one trace: activation matching reads its sites on the data's batch shape, so trace on that
+    traced_on = next(input_batches(data, 1), inputs) if args.method == "activation" and data else inputs
     with console.status("tracing the model"), parser_warnings(console):
-        spec = parse(model, inputs)
+        parsed = parse_model(model, traced_on)
+    spec = parsed.spec
     check_pair(sd_a, sd_b, spec)
     console.print(f"spec: {len(spec.groups)} groups over {len(spec.entries)} entries")
     with console.status(f"{args.method} matching"):
-        g = _element(args, model, spec, sd_a, sd_b, data, console)
+        g = _element(args, model, parsed, sd_a, sd_b, data, console)
     aligned = spec.apply(sd_b, g)
     from ..align.identity import output_change
 
