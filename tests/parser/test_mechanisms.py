@@ -165,6 +165,18 @@ class ShapeOnly(nn.Module):
         return self.b(h + torch.zeros_like(torch.special.bessel_j0(h)))
 
 
+class OneHotTokens(nn.Module):
+    """Token ids (a model input) one-hot encoded and multiplied into a table: the classes are
+    fixed positions (the table's rows fixed), its columns a hidden group."""
+
+    def __init__(self):
+        super().__init__()
+        self.table, self.head = nn.Parameter(torch.randn(10, 8)), nn.Linear(8, 3)
+
+    def forward(self, ids):
+        return self.head(torch.tanh(F.one_hot(ids, 10).to(self.table.dtype) @ self.table))
+
+
 class BartLogits(nn.Module):
     """A tiny BART (encoder-decoder, tied head): an op used only for its shape froze its
     residual stream before."""
@@ -235,6 +247,7 @@ CASES = [
     Case("lstm_h_n_last", seeded(lambda: StackedLSTM("last")), (((x64(3, 2, 4),), {}),), [6, 6]),
     Case("lstm_h_n_all", seeded(lambda: StackedLSTM("all")), (((x64(3, 2, 4),), {}),), [6]),
     Case("shape_only_use", seeded(ShapeOnly), (((X,), {}),), [8]),
+    Case("one_hot_tokens", seeded(OneHotTokens), (((torch.tensor([[1, 4, 9], [0, 4, 2]]),), {}),), [8]),
     Case("max_values_hidden", seeded(lambda: Sandwich(lambda m, h: torch.relu(h) * h.max(-1, keepdim=True).values)),
          (((X,), {}),), [8]),
     Case("sort_values_hidden", seeded(lambda: Sandwich(lambda m, h: torch.relu(h).sort(-1).values)), (((X,), {}),), [8]),

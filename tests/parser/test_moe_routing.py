@@ -27,9 +27,10 @@ class StackedMoE(nn.Module):
     """A residual MoE block over stacked expert weights w1 (E, d, f), w2 (E, f, d).
 
     routing: "dense" (softmax over all experts, einsum over the expert axis), "topk"
-    (the k chosen experts read as w[idx], gates the softmax of their logits), "switch"
-    (argmax, gate the chosen softmax probability read with gather), "onehot" (top-k of
-    the probabilities, dispatched by one_hot(idx, E) into a dense einsum).
+    (the k chosen experts read as w[idx], gates the softmax of their logits), "select"
+    (the same, experts read by index_select on the flattened positions, biases by
+    embedding), "switch" (argmax, gate the chosen softmax probability read with gather),
+    "onehot" (top-k of the probabilities, dispatched by one_hot(idx, E) into a dense einsum).
     misuse: a way the routing positions are used besides reading the experts, each of
     which breaks the expert symmetry ("" for none; see NEGATIVE).
     """
@@ -67,18 +68,26 @@ class StackedMoE(nn.Module):
         if self.misuse == "input_gather":
             gates = gates * z.gather(-1, idx)
         first = (idx * 3) % E if self.misuse == "arithmetic" else idx
-        u = torch.einsum("bd,bkdf->bkf", h, self.w1[first])
+        u = torch.einsum("bd,bkdf->bkf", h, self._read(self.w1, first))
         if self.b1 is not None:
-            u = u + self.b1[idx]
-        y = torch.einsum("bkf,bkfd->bkd", torch.relu(u), self.w2[idx])
+            u = u + self._read(self.b1, idx)
+        y = torch.einsum("bkf,bkfd->bkd", torch.relu(u), self._read(self.w2, idx))
         if self.b2 is not None:
-            y = y + self.b2[idx]
+            y = y + self._read(self.b2, idx)
         if self.misuse == "other_size":
             y = y + self.table[idx]
         mixed = h + torch.einsum("bk,bkd->bd", gates, y)
         if self.misuse == "float_index":
             mixed = mixed + idx.to(h.dtype).sum(-1, keepdim=True)
         return (self.out(mixed), idx) if self.misuse == "returned" else self.out(mixed)
+
+    def _read(self, w: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """The chosen experts' slices of a stacked tensor, shaped idx.shape + w.shape[1:]."""
+        if self.routing != "select":
+            return w[idx]
+        if w.ndim == 2:
+            return F.embedding(idx, w)
+        return w.index_select(0, idx.flatten()).view(*idx.shape, *w.shape[1:])
 
 
 X = x64(7, 3)
@@ -90,6 +99,7 @@ POSITIVE = [
     Case("top2", seeded(lambda: StackedMoE("topk", k=2)), ONE, EXPERTS),
     Case("top1_biases", seeded(lambda: StackedMoE("topk", k=1, biases=True)), ONE, EXPERTS),
     Case("top2_biases", seeded(lambda: StackedMoE("topk", k=2, biases=True)), ONE, EXPERTS),
+    Case("top2_index_select_embedding", seeded(lambda: StackedMoE("select", k=2, biases=True)), ONE, EXPERTS),
     Case("switch_argmax", seeded(lambda: StackedMoE("switch")), ONE, EXPERTS),
     Case("switch_argmax_biases", seeded(lambda: StackedMoE("switch", biases=True)), ONE, EXPERTS),
     Case("onehot_dispatch", seeded(lambda: StackedMoE("onehot")), ONE, EXPERTS),
