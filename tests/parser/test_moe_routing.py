@@ -7,7 +7,8 @@ fixes the expert axis wherever they are used in any other way (negative controls
 Every case is checked as in `catalogue` (expected multiset of sizes, a true symmetry on 3
 re-drawn float64 copies, each group moving outputs alone), and the expert permutation
 itself, built here by hand, must leave the outputs alone exactly in the cases where the
-expert group is expected, and move them in the negative controls.
+expert group is expected, and move them in the negative controls. Three transformers MoE
+families (Mixtral, Qwen2-MoE, GPT-OSS) with batched experts close the catalogue.
 """
 from __future__ import annotations
 
@@ -169,3 +170,66 @@ def test_negative_controls_fix_the_expert_axis_and_say_why(case: Case, reason: s
     assert not spec.entry("w1").axes[0][0].group and not spec.entry("router.weight").axes[0][0].group
     why = {n.reason for n in spec.frozen if (n.key, n.axis) in {("w1", 0), ("router.weight", 0)}}
     assert any(reason in w for w in why), f"{case.name}: {why}"
+
+
+HF_COMMON = dict(vocab_size=50, hidden_size=16, intermediate_size=12, num_hidden_layers=1, num_attention_heads=2,
+                 num_key_value_heads=1, max_position_embeddings=32)
+HF_FAMILIES = {  # config class, its MoE arguments, expected group sizes, the MLP's expert-indexed tensors
+    "mixtral": ("MixtralConfig", dict(num_local_experts=E, num_experts_per_tok=2), [2, 4, 8, 12, 16],
+                ("gate.weight", "experts.gate_up_proj", "experts.down_proj")),
+    "qwen2_moe": ("Qwen2MoeConfig", dict(num_experts=E, num_experts_per_tok=2, moe_intermediate_size=8,
+                                         shared_expert_intermediate_size=10), [2, 4, 8, 8, 10, 16],
+                  ("gate.weight", "experts.gate_up_proj", "experts.down_proj")),
+    "gpt_oss": ("GptOssConfig", dict(num_local_experts=E, num_experts_per_tok=2, head_dim=8, layer_types=["full_attention"]),
+                [2, 4, 8, 16], ("router.weight", "router.bias", "experts.gate_up_proj", "experts.gate_up_proj_bias",
+                                "experts.down_proj", "experts.down_proj_bias")),
+}
+
+
+def _hf_moe(family: str) -> nn.Module:
+    """A one-layer transformers MoE (4 experts, top-2) whose experts run the batched
+    implementation (`_experts_implementation = "batched_mm"`): top-k positions read the
+    stacked expert weights as w[idx]."""
+    transformers = pytest.importorskip("transformers")
+    config_class, moe, _, _ = HF_FAMILIES[family]
+    cfg = getattr(transformers, config_class)(**HF_COMMON, **moe)
+    cfg._experts_implementation = "batched_mm"
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(cfg).eval()
+    if getattr(model.config, "_experts_implementation", None) != "batched_mm":
+        pytest.skip("this transformers has no batched experts implementation")
+
+    class Logits(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.m = model
+
+        def forward(self, ids):
+            return self.m(input_ids=ids, use_cache=False).logits
+
+    return Logits()
+
+
+@pytest.mark.parametrize("family", list(HF_FAMILIES))
+def test_transformers_batched_experts_keep_the_expert_group(family: str):
+    """float32 (the routers cast to float32, so float64 buys nothing): the expected sizes,
+    the expert group exactly the router rows and the stacked expert tensors; random
+    elements and the hand-built expert permutation keep the logits on 3 re-drawn copies,
+    one expert tensor permuted alone moves them."""
+    *_, expected, indexed = HF_FAMILIES[family]
+    model = _hf_moe(family)
+    calls = (((torch.arange(10).reshape(2, 5) % 50,), {}),)
+    spec = parse_case(Case(family, lambda: model, calls, expected))[1]
+    assert sorted(g.size for g in spec.groups.values()) == expected and spec.verified
+    (experts,) = [n for n, g in spec.groups.items() if g.size == E]
+    by_hand = {"m.model.layers.0.mlp." + k for k in indexed}
+    assert {(m.key, m.axis) for m in spec.members(experts)} == {(k, 0) for k in by_hand}
+    perm = torch.tensor([1, 3, 0, 2])
+    down = "m.model.layers.0.mlp.experts.down_proj"
+    for seed in range(3):
+        sd = redraw(model, seed)
+        ref = outputs(model, sd, calls)
+        g = spec.random_element(torch.Generator().manual_seed(seed))
+        assert rel_change(outputs(model, spec.apply(sd, g), calls), ref) <= 1e-5
+        assert rel_change(outputs(model, {k: v[perm] if k in by_hand else v for k, v in sd.items()}, calls), ref) <= 1e-5
+        assert rel_change(outputs(model, {**sd, down: sd[down][perm]}, calls), ref) > 1e-3
