@@ -29,7 +29,7 @@ class StackedMoE(nn.Module):
 
     routing: "dense" (softmax over all experts, einsum over the expert axis), "topk"
     (the k chosen experts read as w[idx], gates the softmax of their logits), "select"
-    (the same, experts read by index_select on the flattened positions, biases by
+    (the same, experts read by index_select on the flattened positions cast to int32, biases by
     embedding), "switch" (argmax, gate the chosen softmax probability read with gather),
     "onehot" (top-k of the probabilities, dispatched by one_hot(idx, E) into a dense einsum).
     misuse: a way the routing positions are used besides reading the experts, each of
@@ -88,7 +88,7 @@ class StackedMoE(nn.Module):
             return w[idx]
         if w.ndim == 2:
             return F.embedding(idx, w)
-        return w.index_select(0, idx.flatten()).view(*idx.shape, *w.shape[1:])
+        return w.index_select(0, idx.flatten().int()).view(*idx.shape, *w.shape[1:])
 
 
 X = x64(7, 3)

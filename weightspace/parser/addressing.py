@@ -83,11 +83,17 @@ def read_at(ctx: Context, axis: list[int], size: int, idx, why: str) -> bool:
     return False
 
 
-def _holds(val, size: int) -> bool:
-    """Whether an op's output is an integer tensor whose dtype holds the positions 0..size-1."""
-    if not isinstance(val, torch.Tensor) or val.dtype.is_floating_point or val.dtype.is_complex or val.dtype == torch.bool:
+def _same_numbers(node, op: str, size: int) -> bool:
+    """Whether a carrier's output holds its first input's positions 0..size-1 unchanged."""
+    out = node.meta.get("val")
+    src = node.args[0].meta.get("val") if node.args and isinstance(node.args[0], torch.fx.Node) else None
+    if not isinstance(out, torch.Tensor) or not isinstance(src, torch.Tensor):
         return False
-    return torch.iinfo(val.dtype).max >= size - 1
+    if op not in ("_to_copy", "to"):
+        return out.dtype == src.dtype
+    if out.dtype.is_floating_point or out.dtype.is_complex or out.dtype == torch.bool:
+        return False
+    return torch.iinfo(out.dtype).max >= size - 1
 
 
 def tie_risk(node) -> str | None:
@@ -115,13 +121,15 @@ def screen(ctx: Context, op: str, inputs: list, fn: Callable | None, metadata: b
 
     A rule marked `reads_addresses` handles them itself, and an op that reads only
     metadata does not read them (None). An op in CARRIERS whose one addressing input is
-    its first tensor, copied to an integer dtype that holds every position, passes the
-    addresses on (returned, for the output). Otherwise every addressed atom is fixed (None)."""
+    its first tensor passes the addresses on (returned, for the output) where its output
+    holds the same numbers: the input's dtype (`view(dtype)` reinterprets bits), or for a
+    cast an integer dtype that holds every position. Otherwise every addressed atom is
+    fixed (None)."""
     addressing = [t for t in tensors_in(inputs) if t.addresses is not None]
     if not addressing or metadata or getattr(fn, "reads_addresses", False):
         return None
     first = next(iter(tensors_in(inputs)), None)
-    if op in CARRIERS and addressing == [first] and _holds(ctx.node.meta.get("val"), addressed_size(ctx, first)):
+    if op in CARRIERS and addressing == [first] and _same_numbers(ctx.node, op, addressed_size(ctx, first)):
         return first.addresses
     fix_addressed(ctx, addressing, f"index values used by {op} at {ctx.where()}")
     return None
