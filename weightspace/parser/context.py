@@ -5,17 +5,24 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from ..errors import UnknownOpError
 from .atoms import Atoms
 
 
 @dataclass
 class TensorValue:
-    """A traced tensor: its shape and, per axis, the atoms (factors) it is made of."""
+    """A traced tensor: its shape and, per axis, the atoms (factors) it is made of.
+
+    addresses: for an integer tensor whose values are positions along some axis (what
+    topk/argmax/sort report), that axis's atoms; None otherwise (see `parser.addressing`).
+    """
 
     shape: tuple[int, ...]
     axes: list[list[int]]
     node: str = ""
+    addresses: list[int] | None = None
 
     @property
     def ndim(self) -> int:
@@ -66,8 +73,16 @@ class Context:
             raise UnknownOpError(message + " (strict=True)")
         self.notes.append(message)
         warnings.warn(message, stacklevel=3)
-        for v in values:
-            self.fix(v, f"{op}: {why}")
+        for t in tensors_in(list(values)):
+            self.atoms.fix(t.atoms(), f"{op}: {why}")
+            if t.addresses is not None:
+                self.atoms.fix(t.addresses, f"{op}: {why}")
+
+
+def packet(node) -> str:
+    """The ATen op (overload packet) name of an fx node, "" for anything else."""
+    target = node.target
+    return target._overloadpacket.__name__ if isinstance(target, torch._ops.OpOverload) else ""
 
 
 def tensors_in(value) -> list[TensorValue]:

@@ -14,6 +14,7 @@ from dataclasses import replace
 import torch
 
 from ..spec import ExtraAction, WeightSpec
+from .context import packet
 from .trace import Trace
 
 ACTIVATIONS = {"tanh": "sign", "sin": "sign", "relu": "scale", "leaky_relu": "scale"}
@@ -22,14 +23,9 @@ SCALARS = {"mul", "div"}
 VIEWS = {"t", "permute", "transpose"}
 
 
-def _packet(node) -> str | None:
-    target = node.target
-    return target._overloadpacket.__name__ if isinstance(target, torch._ops.OpOverload) else None
-
-
 def _source(node):
     """Skip single-use multiplications/divisions by a Python scalar."""
-    while _packet(node) in SCALARS and len(node.users) == 1:
+    while packet(node) in SCALARS and len(node.users) == 1:
         tensors = [a for a in node.args if isinstance(a, torch.fx.Node)]
         scalars = [a for a in node.args if isinstance(a, numbers.Number)]
         if len(tensors) != 1 or len(scalars) != 1 or node.args[0] is not tensors[0]:
@@ -41,7 +37,7 @@ def _source(node):
 def _param(node, key_of_node: dict[str, str]) -> tuple[str | None, bool]:
     """The state-dict key behind `node`, and whether it was seen through a transpose."""
     transposed = False
-    while isinstance(node, torch.fx.Node) and _packet(node) in VIEWS:
+    while isinstance(node, torch.fx.Node) and packet(node) in VIEWS:
         node, transposed = node.args[0], not transposed
     key = key_of_node.get(node.name) if isinstance(node, torch.fx.Node) else None
     return key, transposed
@@ -52,18 +48,18 @@ def add_extras(spec: WeightSpec, tr: Trace) -> WeightSpec:
     key_of_node = {n: k for k, n in tr.node_of_key.items()}
     sites: dict[str, list[tuple[str, str, str | None, int]]] = {}
     for node in tr.program.graph.nodes:
-        name = _packet(node)
-        if name is None or name.rstrip("_") not in ACTIVATIONS or not node.args:
+        name = packet(node)
+        if not name or name.rstrip("_") not in ACTIVATIONS or not node.args:
             continue
         src = _source(node.args[0])
-        if _packet(src) not in PRODUCERS or len(src.users) != 1:
+        if packet(src) not in PRODUCERS or len(src.users) != 1:
             continue
-        w_at, b_at = PRODUCERS[_packet(src)]
+        w_at, b_at = PRODUCERS[packet(src)]
         weight, transposed = _param(src.args[w_at], key_of_node) if len(src.args) > w_at else (None, False)
         bias = _param(src.args[b_at], key_of_node)[0] if len(src.args) > b_at else None
         if weight is None:
             continue
-        w_axis = 1 if _packet(src) == "addmm" and not transposed else 0
+        w_axis = 1 if packet(src) == "addmm" and not transposed else 0
         factors = spec.entries[weight].axes[w_axis]
         if len(factors) != 1 or factors[0].group is None:
             continue

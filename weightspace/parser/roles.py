@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .context import TensorValue, tensors_in
+from .context import TensorValue, packet, tensors_in
 from .trace import Trace
 
 # ops that only re-view or re-type a tensor: a parameter seen through them is still itself
@@ -47,11 +47,6 @@ class Role:
     in_axes: tuple[int, ...]
     attention: str | None
     roots: tuple[tuple[int, ...], ...]
-
-
-def _packet(node) -> str | None:
-    target = node.target
-    return target._overloadpacket.__name__ if isinstance(target, torch._ops.OpOverload) else None
 
 
 def _arg_nodes(node) -> list[tuple[str, torch.fx.Node]]:
@@ -103,7 +98,7 @@ class _Walk:
 
     def _call(self, index: int, node) -> None:
         args = _arg_nodes(node)
-        op = _packet(node) or getattr(node.target, "__name__", str(node.target))
+        op = packet(node) or getattr(node.target, "__name__", str(node.target))
         params = [(name, n) for name, n in args if n.name in self.param]
         acts = [(name, n) for name, n in args if n.name in self.act]
         for name, n in params:

@@ -16,7 +16,8 @@ from torch import nn
 from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode
 
 from ..errors import TraceError
-from .context import Context, TensorValue, tensors_in
+from .addressing import fix_addressed, screen
+from .context import Context, TensorValue, packet, tensors_in
 from .rules import lookup
 from .runtime import mode, tied_aliases
 
@@ -110,11 +111,6 @@ def _fresh(ctx: Context, meta):
     return meta
 
 
-def _packet(node) -> str:
-    target = node.target
-    return target._overloadpacket.__name__ if isinstance(target, torch._ops.OpOverload) else ""
-
-
 def read_nodes(graph) -> set[str]:
     """Names of the nodes whose values reach an output: the output node's inputs, closed
     backwards, except through metadata ops (a tensor used only for its shape is not read)."""
@@ -126,7 +122,7 @@ def read_nodes(graph) -> set[str]:
         if node.name in seen:
             continue
         seen.add(node.name)
-        if _packet(node) not in _METADATA:
+        if packet(node) not in _METADATA:
             stack.extend(node.all_input_nodes)
     return seen
 
@@ -229,11 +225,16 @@ def _call(ctx: Context, node, values):
         seq, idx = args
         return seq[idx] if isinstance(seq, (list, tuple)) else None
     out = _fresh(ctx, node.meta.get("val"))
+    op = packet(node)
+    fn = lookup(op) if op else None
+    carried = screen(ctx, op or getattr(target, "__name__", str(target)), [args, kwargs], fn, op in _METADATA)
     if isinstance(target, torch._ops.OpOverload):
-        fn = lookup(target._overloadpacket.__name__)
         if fn is not None:
             result = fn(ctx, _bind(target, args, kwargs), out)
-            return out if result is None else result
+            result = out if result is None else result
+            if carried is not None:
+                result.addresses = carried
+            return result
         name = str(target)
     else:
         name = getattr(target, "__name__", str(target))
@@ -248,6 +249,7 @@ def _outputs(ctx: Context, node, values, sig, entries: dict[str, TensorValue]) -
     outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
     for spec, value in zip(sig.output_specs, outs):
         kind = spec.kind.name
+        fix_addressed(ctx, value, "index values returned" if kind == "USER_OUTPUT" else f"index values in a {kind.lower()}")
         if kind == "BUFFER_MUTATION":
             buf = entries.get(spec.target.removeprefix("model.")) if spec.target else None
             if buf is not None and isinstance(value, TensorValue):

@@ -1,9 +1,15 @@
 """Reductions and softmax: a sum/mean/max over an axis is invariant to its order,
-so reduced axes are free; axes that remain pass through. Ops that return
-positions (argmax, sort, topk) fix the axis whose positions they report."""
+so reduced axes are free; axes that remain pass through. The positions that argmax,
+sort and topk report address their axis (`parser.addressing`): an index consumer
+unifies with it, any other use fixes it."""
 from __future__ import annotations
 
-from ..context import Context, TensorValue
+import operator
+
+import torch
+
+from ..addressing import tie_risk
+from ..context import Context, TensorValue, packet
 from .common import norm_dim, same_axes
 from .registry import rule
 
@@ -36,23 +42,47 @@ def reduction(ctx: Context, p: dict, out):
         _pass_remaining(ctx, x, o, dims)
 
 
+_ONLY_INDICES = {"argmax", "argmin", "argsort"}
+_WITH_INDICES = {"max", "min", "sort", "topk", "kthvalue", "median", "mode"}  # (values, indices) when given a dim
+
+
 @rule("max", "min", "argmax", "argmin", "sort", "topk", "kthvalue", "median", "mode", "argsort", "msort")
 def positional(ctx: Context, p: dict, out):
+    """Values picked or sorted along an axis are invariant to its order; the positions
+    reported address it (`parser.addressing`), unless the values may tie (then it is
+    fixed). An output axis in value order (sort, topk) is fixed: a slot, not a unit."""
     x = p["self"]
-    outs = out if isinstance(out, (list, tuple)) else [out]
+    outs = list(out) if isinstance(out, (list, tuple)) else [out]
     if p.get("dim") is None and "other" in p:
         for o in outs:
             same_axes(ctx, x, o)
         same_axes(ctx, p["other"], outs[0])
         return
-    dims = _dims(p, x.ndim)
-    for d in dims:
-        ctx.atoms.fix(x.axes[d], f"positions reported at {ctx.where()}")
+    name = packet(ctx.node)
+    dims = {0} if name == "msort" else _dims(p, x.ndim)
+    where = ctx.where()
     for o in outs:
         _pass_remaining(ctx, x, o, dims)
         if o.ndim == x.ndim:
             for d in dims:
-                ctx.atoms.fix(o.axes[d], f"positions reported at {ctx.where()}")
+                ctx.atoms.fix(o.axes[d], f"slots in value order at {where}")
+    indices = outs if name in _ONLY_INDICES else outs[1:] if name in _WITH_INDICES else []
+    if not indices or not _indices_read(ctx.node, name):
+        return
+    addressed = [a for d in sorted(dims) for a in x.axes[d]]  # several dims: positions in x flattened
+    source = ctx.node.args[0] if ctx.node.args else None
+    risk = tie_risk(source) if isinstance(source, torch.fx.Node) else "no source node"
+    if risk is not None:
+        ctx.atoms.fix(addressed, f"positions reported at {where}, values may tie ({risk})")
+    for o in indices:
+        o.addresses = addressed
+
+
+def _indices_read(node, name: str) -> bool:
+    """Whether anything reads the positions (the op's only output, or its output 1)."""
+    if name in _ONLY_INDICES:
+        return True
+    return any(u.target is operator.getitem and u.args[1] == 1 and u.users for u in node.users)
 
 
 @rule("softmax", "_softmax", "log_softmax", "_log_softmax", "_safe_softmax")

@@ -1,7 +1,7 @@
 """Ops that move, split, merge, slice or join axes.
 
-Reshapes carve factor lists (a flat 768 becomes (12, 64) factors); slicing or
-indexing along an axis depends on the order of its entries, so that axis is fixed;
+Reshapes carve factor lists (a flat 768 becomes (12, 64) factors); slicing along an
+axis depends on the order of its entries, so that axis is fixed (indexing: `indexing`);
 splits and joins cut the axis into chunks of the parts' greatest common size g and add
 a fixed outer factor (`_chunks`).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from math import gcd
 
 from ..context import Context, TensorValue
-from .common import broadcast, is_tensor, norm_dim, same_axes
+from .common import is_tensor, norm_dim, same_axes
 from .registry import rule
 
 
@@ -227,38 +227,6 @@ def stack(ctx: Context, p: dict, out: TensorValue):
                 ctx.unify(t.axes[i], out.axes[j])
 
 
-@rule("index_select")
-def index_select(ctx: Context, p: dict, out: TensorValue):
-    """The indexed axis is fixed, and so is the index: its order is the output's order."""
-    x, idx = p["self"], p["index"]
-    d = norm_dim(p["dim"], x.ndim)
-    _fix_axis(ctx, x, d, f"indexed at {ctx.where()}")
-    _fix_axis(ctx, out, d, f"indexed at {ctx.where()}")
-    ctx.fix(idx, f"index tensor at {ctx.where()}")
-    same_axes(ctx, x, out, skip={d})
-
-
-@rule("gather")
-def gather(ctx: Context, p: dict, out: TensorValue):
-    """out[..i..] = x[..index[..i..]..] along `dim`: that axis of x, of the index and of out
-    is fixed; other axes of index and out are one axis, and one with x where x is not cut."""
-    x, idx = p["self"], p["index"]
-    d = norm_dim(p["dim"], x.ndim)
-    where = f"gathered at {ctx.where()}"
-    for t in (x, idx, out):
-        _fix_axis(ctx, t, d, where)
-    for i in range(idx.ndim):
-        if i == d:
-            continue
-        if idx.shape[i] > 1:
-            ctx.unify(idx.axes[i], out.axes[i])
-        if x.shape[i] == idx.shape[i]:
-            if x.shape[i] > 1:
-                ctx.unify(x.axes[i], out.axes[i])
-        else:
-            _fix_axis(ctx, x, i, where)
-
-
 @rule("flip", "roll", "cumsum", "cumprod", "cummax", "cummin", "diff")
 def order_dependent(ctx: Context, p: dict, out):
     """Ops that read positions along their dims: those axes are fixed."""
@@ -287,36 +255,3 @@ def pad(ctx: Context, p: dict, out: TensorValue):
     for d in padded:
         _fix_axis(ctx, x, d, f"padded at {ctx.where()}")
         _fix_axis(ctx, out, d, f"padded at {ctx.where()}")
-
-
-@rule("embedding")
-def embedding(ctx: Context, p: dict, out: TensorValue):
-    """Rows of an embedding table are addressed by index: the row axis is fixed."""
-    w, idx = p["weight"], p["indices"]
-    ctx.atoms.fix(w.axes[0], "embedding rows (addressed by index)")
-    ctx.unify(out.axes[-1], w.axes[1])
-    for i in range(idx.ndim):
-        if idx.shape[i] > 1:
-            ctx.unify(out.axes[i], idx.axes[i])
-
-
-@rule("index")
-def index(ctx: Context, p: dict, out: TensorValue):
-    """Advanced indexing x[..., idx, ...]: indexed axes are fixed, others pass through."""
-    x, indices = p["self"], list(p["indices"])
-    used = [i for i, t in enumerate(indices) if t is not None]
-    if not used or not all(is_tensor(indices[i]) for i in used):
-        ctx.unknown([x, out], "aten.index", "non-tensor indices")
-        return
-    for i in used:
-        ctx.atoms.fix(x.axes[i], f"indexed at {ctx.where()}")
-    contiguous = used == list(range(used[0], used[-1] + 1))
-    start = used[0] if contiguous else 0
-    idx_rank = out.ndim - (x.ndim - len(used))
-    mid = TensorValue(out.shape[start : start + idx_rank], out.axes[start : start + idx_rank])
-    broadcast(ctx, mid, *[indices[i] for i in used])
-    rest = [i for i in range(x.ndim) if i not in used]
-    slots = list(range(start)) + list(range(start + idx_rank, out.ndim))
-    for i, j in zip(rest, slots):
-        if x.shape[i] > 1 and x.shape[i] == out.shape[j]:
-            ctx.unify(x.axes[i], out.axes[j])
