@@ -57,7 +57,8 @@ class InvariantReadout(nn.Module):
     unchanged. Args: hidden (input features), out (outputs per graph), pools (any of
     "mean", "max", "sum"), edges (also pool edge features), extra (width of further
     invariant per-graph features concatenated before the MLP, e.g. probe readings),
-    chunk_size (edges per chunk of the edge pooling, `weightspace.nn.gmn.stream`; None: auto).
+    chunk_size (edges per chunk of the edge pooling, `weightspace.nn.gmn.stream`; None: auto). On CPU
+    the edge pooling runs fused (`weightspace.nn.gmn.native`, where it applies and `native` is on).
 
     Shapes: h (N, hidden), e (E, hidden)[, extra (G, extra)] -> (G, out).
     """
@@ -73,6 +74,7 @@ class InvariantReadout(nn.Module):
         self.norm_h = nn.LayerNorm(hidden)
         self.norm_e = nn.LayerNorm(hidden)
         self.mlp = mlp([width, max(2 * hidden, min(extra, 256)), out])
+        self.native = True
 
     def _edge_chunk(self, c: slice, e, edge_graph, n):
         return _partial_pools(self.norm_e(e), edge_graph[c], n, self.pools)
@@ -83,8 +85,11 @@ class InvariantReadout(nn.Module):
         parts = _finish_pools(nodes, torch.bincount(g.node_graph, minlength=n), self.pools)
         if self.edges:
             edge_graph = g.edge_graph
-            chunks = edge_chunks(e.shape[0], self.chunk_size, e.shape[1], e.dtype)
-            pooled = reduce(merge_partials, run_chunks(self._edge_chunk, chunks, (e,), edge_graph, n))
+            if native.supported(self, e):
+                pooled = native.pool(self.norm_e, e, edge_graph, n)
+            else:
+                chunks = edge_chunks(e.shape[0], self.chunk_size, e.shape[1], e.dtype)
+                pooled = reduce(merge_partials, run_chunks(self._edge_chunk, chunks, (e,), edge_graph, n))
             parts += _finish_pools(pooled, torch.bincount(edge_graph, minlength=n), self.pools)
         if (extra is None) != (self.extra == 0) or (extra is not None and extra.shape != (n, self.extra)):
             got = None if extra is None else tuple(extra.shape)

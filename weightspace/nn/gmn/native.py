@@ -4,7 +4,7 @@
 blocks of 64 edges whose activations never leave the cache: the pair MLP with its LayerNorm
 (`pair_update`: the edge update of `EdgeMPNNLayer` and `RelationalTransformerLayer`, the MLP of
 `EdgeHead`) and the MPNN's two message MLPs with their scatter into sums, squares and maxima
-(`messages`), and the relational transformer's attention with an online softmax (`attention`). Backward recomputes each block's activations (nothing per edge is stored but
+(`messages`), the readout's edge pooling (`pool`), and the relational transformer's attention with an online softmax (`attention`). Backward recomputes each block's activations (nothing per edge is stored but
 the layers' inputs and outputs), so memory stays bounded without chunking or checkpointing.
 The kernel is built on first use (`weightspace.native.load_library`); without a compiler the
 layers take their torch path, with one warning.
@@ -45,7 +45,8 @@ def library() -> ctypes.CDLL | None:
         warnings.warn(f"weightspace.nn.gmn: the fused edge kernels could not be built ({err}); using the torch "
                       "path", RuntimeWarning, stacklevel=2)
         return None
-    for fn in (lib.ws_gmn_pair_fwd, lib.ws_gmn_pair_bwd, lib.ws_gmn_msg_fwd, lib.ws_gmn_msg_bwd):
+    for fn in (lib.ws_gmn_pair_fwd, lib.ws_gmn_pair_bwd, lib.ws_gmn_msg_fwd, lib.ws_gmn_msg_bwd,
+               lib.ws_gmn_pool_fwd, lib.ws_gmn_pool_bwd):
         fn.argtypes = [ctypes.POINTER(ctypes.c_int64), ctypes.c_double, ctypes.POINTER(ctypes.c_void_p)]
         fn.restype = None
     for fn in (lib.ws_gmn_attn_fwd, lib.ws_gmn_attn_bwd):
@@ -140,9 +141,7 @@ class _Messages(torch.autograd.Function):
         e, p_a, p_b = e.contiguous(), p_a.contiguous(), p_b.contiguous()
         n, o = p_a.shape[0], wa2.shape[0]
         ints = _ints(e, n, wa1, wa2, False)
-        low = torch.finfo(e.dtype).min
-        aggs = [e.new_zeros(n, o), e.new_zeros(n, o), e.new_full((n, o), low), e.new_zeros(n, o)]
-        aggs += [e.new_zeros(n, o), e.new_zeros(n, o), e.new_full((n, o), low), e.new_zeros(n, o)]
+        aggs = _aggregates(e, n, o) + _aggregates(e, n, o)
         _call(library().ws_gmn_msg_fwd, ints, eps,
               [e, src, dst, p_a, p_b, ln_w.contiguous(), ln_b.contiguous(), *_weights(wa1, ba1, wa2, ba2),
                *_weights(wb1, bb1, wb2, bb2), *aggs])
@@ -183,6 +182,40 @@ def messages(norm: nn.LayerNorm, msg_in: nn.Sequential, msg_out: nn.Sequential, 
                            norm.eps)
     names = ("sum", "sq", "max")
     return dict(zip(names, aggs[:3])), dict(zip(names, aggs[4:7]))
+
+
+def _aggregates(x: torch.Tensor, n: int, d: int) -> list[torch.Tensor]:
+    """Empty partial aggregates (n, d): sum, squares, maximum (finfo.min), count of the maximum."""
+    return [x.new_zeros(n, d), x.new_zeros(n, d), x.new_full((n, d), torch.finfo(x.dtype).min), x.new_zeros(n, d)]
+
+
+class _Pool(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, e, index, n, ln_w, ln_b, eps):
+        e = e.contiguous()
+        ints = [int(e.dtype == torch.float64), e.shape[0], n, e.shape[1], 0, 0, 0, torch.get_num_threads()]
+        aggs = _aggregates(e, n, e.shape[1])
+        _call(library().ws_gmn_pool_fwd, ints, eps, [e, index, ln_w.contiguous(), ln_b.contiguous(), *aggs])
+        ctx.save_for_backward(e, index, ln_w, ln_b, *aggs)
+        ctx.eps, ctx.ints = eps, ints
+        ctx.mark_non_differentiable(aggs[3])
+        return tuple(aggs)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, *grads):
+        e, index, ln_w, ln_b, *aggs = ctx.saved_tensors
+        upstream = [torch.zeros_like(aggs[0]) if g is None else g.contiguous() for g in grads[:3]]
+        out = [torch.empty_like(e), torch.zeros_like(ln_w), torch.zeros_like(ln_b)]
+        _call(library().ws_gmn_pool_bwd, ctx.ints, ctx.eps,
+              [e, index, ln_w.contiguous(), ln_b.contiguous(), *aggs, *upstream, *out])
+        return out[0], None, None, out[1], out[2], None
+
+
+def pool(norm: nn.LayerNorm, e: torch.Tensor, index: torch.Tensor, n: int) -> dict[str, torch.Tensor]:
+    """Partial pools ("sum", "max", as `heads._partial_pools`) of `norm(e)` (E, d) at index (E,) into n rows, fused."""
+    aggs = _Pool.apply(e, index.contiguous(), n, norm.weight, norm.bias, norm.eps)
+    return {"sum": aggs[0], "max": aggs[2]}
 
 
 class _Attention(torch.autograd.Function):

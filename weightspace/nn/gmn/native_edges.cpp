@@ -7,6 +7,7 @@
 //   messages:  y_i = LN(e_i);  a_i = U2 silu(Pa[s] + U1 y_i + c1) + c2   scattered at t,
 //                              b_i = V2 silu(Pb[t] + V1 y_i + d1) + d2   scattered at s,
 //              as sums, sums of squares, and maxima with the number of edges attaining them;
+//   pool:      the readout's y_i = LN(e_i) scattered at the edge's graph (sums, squares, maxima);
 //   attention: the relational transformer's sparse attention of both edge directions, with
 //              an online softmax per receiver and head (attn_fwd below).
 //
@@ -507,6 +508,69 @@ Mlp<T> mlp_of(void* const* w, int M, int O) {
   return {(const T*)w[0], (const T*)w[1], (const T*)w[2], (const T*)w[3], (const T*)w[4], (const T*)w[5], M, O};
 }
 
+// The invariant readout's edge pooling: y_i = LN(e_i) scattered at graph_i as sums, squares and
+// maxima with their counts (Aggregates of G x D).
+template <class T>
+void pool_fwd(int64_t E, int64_t G, int D, int threads, const T* e, const int64_t* graph, Norm<T> ln,
+              Aggregates<T> out) {
+  const int64_t n = G * D;
+  std::vector<std::vector<T>> priv(std::max(threads - 1, 0), std::vector<T>(4 * n, T(0)));
+  for (auto& v : priv) std::fill(v.begin() + 2 * n, v.begin() + 3 * n, std::numeric_limits<T>::lowest());
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = thread_id();
+    Aggregates<T> A = out;
+    if (t > 0) {
+      T* q = priv[t - 1].data();
+      A = {q, q + n, q + 2 * n, q + 3 * n};
+    }
+    std::vector<T> xn(BR * D), rs(BR), y(BR * D);
+    int64_t lo, hi;
+    block_range(E, t, threads, &lo, &hi);
+    for (int64_t blk = lo; blk < hi; ++blk) {
+      const int64_t i0 = blk * BR;
+      const int R = (int)std::min<int64_t>(BR, E - i0);
+      ln_fwd(e + i0 * D, R, D, ln.g, ln.b, ln.eps, xn.data(), rs.data(), y.data());
+      for (int r = 0; r < R; ++r) scatter(y.data() + r * D, D, graph[i0 + r], A);
+    }
+  }
+  for (int t = 1; t < threads; ++t) {
+    T* q = priv[t - 1].data();
+    merge(out, Aggregates<T>{q, q + n, q + 2 * n, q + 3 * n}, n);
+  }
+}
+
+template <class T>
+void pool_bwd(int64_t E, int64_t G, int D, int threads, const T* e, const int64_t* graph, Norm<T> ln,
+              Aggregates<T> agg, AggGrads<T> d, T* ge, T* gg, T* gb) {
+  Accumulators<T> acc({gg, gb}, {D, D}, threads);
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = thread_id();
+    auto p = acc.of(t);
+    std::vector<T> xn(BR * D), rs(BR), y(BR * D), gy(BR * D), gx(BR * D);
+    int64_t lo, hi;
+    block_range(E, t, threads, &lo, &hi);
+    for (int64_t blk = lo; blk < hi; ++blk) {
+      const int64_t i0 = blk * BR;
+      const int R = (int)std::min<int64_t>(BR, E - i0);
+      ln_fwd(e + i0 * D, R, D, ln.g, ln.b, ln.eps, xn.data(), rs.data(), y.data());
+      for (int r = 0; r < R; ++r) {
+        const int64_t node = graph[i0 + r] * D;
+        for (int k = 0; k < D; ++k) {
+          const T v = y[r * D + k];
+          T g = d.sum[node + k] + T(2) * v * d.sq[node + k];
+          if (v == agg.max[node + k]) g += d.max[node + k] / agg.cnt[node + k];
+          gy[r * D + k] = g;
+        }
+      }
+      ln_bwd(gy.data(), xn.data(), rs.data(), R, D, ln.g, p[0], p[1], gx.data());
+      std::memcpy(ge + i0 * D, gx.data(), sizeof(T) * R * D);
+    }
+  }
+  acc.reduce();
+}
+
 // Sparse edge-conditioned attention, both directions of every edge (see transformer.py):
 // F = LN(e) [Wf; Wb]^T (6 blocks of D: fq fk fv bq bk bv); the forward direction sends from
 // src to dst with q = Q[dst] + fq, k = K[src] + fk, v = V[src] + fv, the backward one from dst
@@ -723,6 +787,35 @@ void ws_gmn_msg_bwd(const int64_t* ints, double eps, void* const* ptrs) {
   else
     WS_MSG_BWD(double);
 #undef WS_MSG_BWD
+}
+
+// ints: dtype, E, G, D, 0, 0, 0, threads. ptrs: e, graph, ln_g, ln_b, sum, sq, max, cnt.
+void ws_gmn_pool_fwd(const int64_t* ints, double eps, void* const* ptrs) {
+  const int64_t E = ints[1], G = ints[2];
+  const int D = (int)ints[3], th = (int)ints[7];
+#define WS_POOL_FWD(T)                                                                                 \
+  pool_fwd<T>(E, G, D, th, (const T*)ptrs[0], (const int64_t*)ptrs[1], {(const T*)ptrs[2], (const T*)ptrs[3], \
+              (T)eps}, {(T*)ptrs[4], (T*)ptrs[5], (T*)ptrs[6], (T*)ptrs[7]})
+  if (ints[0] == 0)
+    WS_POOL_FWD(float);
+  else
+    WS_POOL_FWD(double);
+#undef WS_POOL_FWD
+}
+
+// ptrs: as ws_gmn_pool_fwd (0..7), then the gradients of sum, sq, max (8..10), then ge, g_ln_g, g_ln_b.
+void ws_gmn_pool_bwd(const int64_t* ints, double eps, void* const* ptrs) {
+  const int64_t E = ints[1], G = ints[2];
+  const int D = (int)ints[3], th = (int)ints[7];
+#define WS_POOL_BWD(T)                                                                                 \
+  pool_bwd<T>(E, G, D, th, (const T*)ptrs[0], (const int64_t*)ptrs[1], {(const T*)ptrs[2], (const T*)ptrs[3], \
+              (T)eps}, {(T*)ptrs[4], (T*)ptrs[5], (T*)ptrs[6], (T*)ptrs[7]},                              \
+              {(const T*)ptrs[8], (const T*)ptrs[9], (const T*)ptrs[10]}, (T*)ptrs[11], (T*)ptrs[12], (T*)ptrs[13])
+  if (ints[0] == 0)
+    WS_POOL_BWD(float);
+  else
+    WS_POOL_BWD(double);
+#undef WS_POOL_BWD
 }
 
 // ints: dtype, E, N, D, heads, threads; reals: eps, 1 / sqrt(head size).
