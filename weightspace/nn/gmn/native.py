@@ -4,13 +4,15 @@
 blocks of 64 edges whose activations never leave the cache: the pair MLP with its LayerNorm
 (`pair_update`: the edge update of `EdgeMPNNLayer` and `RelationalTransformerLayer`, the MLP of
 `EdgeHead`) and the MPNN's two message MLPs with their scatter into sums, squares and maxima
-(`messages`), the readout's edge pooling (`pool`), and the relational transformer's attention with an online softmax (`attention`). Backward recomputes each block's activations (nothing per edge is stored but
-the layers' inputs and outputs), so memory stays bounded without chunking or checkpointing.
+(`messages`), the readout's edge pooling (`pool`), and the relational transformer's attention
+with an online softmax (`attention`). Backward recomputes each block's activations (nothing per
+edge is stored but the layers' inputs and outputs), so memory stays bounded without chunking or
+checkpointing.
 The kernel is built on first use (`weightspace.native.load_library`); without a compiler the
 layers take their torch path, with one warning.
 
-Used where `supported` holds: a CPU float32/float64 input, the MLPs of `mlp.mlp` with SiLU and
-no active dropout, output widths that fill the kernel's register tiles, and not switched off
+Used where `supported` holds: a CPU float32/float64 input and module, the MLPs of `mlp.mlp`
+with SiLU and no active dropout, output widths that fill the kernel's register tiles, not switched off
 (the module's `native` attribute, or `WEIGHTSPACE_GMN_NATIVE=0`). Same function as the torch
 path to rounding (tests/gmn/test_native.py, float64 rtol 1e-10); the float32 sigmoid uses a
 polynomial exp (relative error < 2e-7), and sums depend on the thread count (summation order).
@@ -72,7 +74,7 @@ def supported(module: nn.Module, x: torch.Tensor, mlps: tuple[nn.Sequential, ...
     widths = [x.shape[1]] + [w for m in mlps for w in (m[0].out_features, m[-1].out_features)]
     if any(w % lanes for w in widths) or not all(_silu_mlp(m) for m in mlps):
         return False
-    if any(p.dtype != x.dtype or p.device.type != "cpu" for m in mlps for p in m.parameters()):
+    if any(p.dtype != x.dtype or p.device.type != "cpu" for p in module.parameters()):
         return False
     return library() is not None
 

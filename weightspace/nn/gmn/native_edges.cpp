@@ -36,7 +36,11 @@ namespace {
 constexpr int BR = 64;  // edges per block
 
 template <class T> struct Vec;
-template <> struct Vec<float> { typedef float V __attribute__((vector_size(32))); typedef int32_t I __attribute__((vector_size(32))); static constexpr int L = 8; };
+template <> struct Vec<float> {
+  typedef float V __attribute__((vector_size(32)));
+  typedef int32_t I __attribute__((vector_size(32)));
+  static constexpr int L = 8;
+};
 template <> struct Vec<double> { typedef double V __attribute__((vector_size(32))); static constexpr int L = 4; };
 
 template <class V, class T> inline V vload(const T* p) { V v; std::memcpy(&v, p, sizeof v); return v; }
