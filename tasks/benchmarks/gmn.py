@@ -20,10 +20,18 @@ malloc setting turns off glibc's dynamic mmap/trim thresholds, which otherwise k
 freed chunk buffers of the edge stream resident (the MPNN's live peak ~1 GiB read as
 +5 GiB of RSS); the JSON line records the setting. The dense layout's edge tensor alone is given for scale (too large to run).
 
-Threads: both models run with torch.set_num_threads(--threads) (default 1: on a
-shared 2-core machine many small ops are far steadier single-threaded). Part 1 times are
-the process's CPU time (best of --repeats + 1), which a shared machine's load inflates
-far less than wall time; with more threads they add up the threads' time.
+Threads: the SIREN part runs with torch.set_num_threads(--threads) (default 1: on a
+shared 2-core machine many small ops are far steadier single-threaded); its times are the
+process's CPU time (best of --repeats + 1), which a shared machine's load inflates far less
+than wall time. The ResNet-18 children run once per count in --resnet-threads (default: 1
+and every core), recording wall and CPU time; `resnet18_fwd_bwd_s` is the wall time of the
+worse kind at the largest count (`resnet18_threads`).
+
+On CPU the layers and the edge head run the fused edge kernels (`weightspace.nn.gmn.native`;
+`--no-native` measures the torch path). The line also carries one core's measured float32
+matmul rate (a 2048³ product) and memory bandwidth (`c = a + b` on 64 MB tensors), both in
+CPU time, and the matmul FLOPs of the edge kernels per forward+backward, whose time at that
+rate on the largest thread count is the floor of this design (`resnet18_matmul_floor_s`).
 """
 from __future__ import annotations
 
@@ -43,7 +51,8 @@ from torch_geometric.utils import scatter, softmax
 from weightspace.examples import siren
 from weightspace.graph import graph_structure
 from weightspace.nn import WeightSpaceBatch
-from weightspace.nn.gmn import GMNClassifier, GraphInputs, edge_widths
+from tasks.benchmarks.lopt import bandwidth_gbs
+from weightspace.nn.gmn import GMNClassifier, GraphInputs, edge_widths, native
 from weightspace.nn.gmn.encoders import EdgeEncoder, NodeEncoder, sinusoidal
 from weightspace.nn.gmn.mlp import mlp
 from weightspace.parser import parse_model
@@ -204,7 +213,7 @@ def _time(model, batch, repeats: int, forward=None) -> float:
     return best
 
 
-def siren_timing(networks: int, hidden: int, layers: int, heads: int, repeats: int) -> dict:
+def siren_timing(networks: int, hidden: int, layers: int, heads: int, repeats: int, use_native: bool = True) -> dict:
     torch.manual_seed(0)
     model, inputs = siren((2, 32, 32, 1)), (torch.rand(16, 2),)
     parsed = parse_model(model, inputs)
@@ -215,6 +224,9 @@ def siren_timing(networks: int, hidden: int, layers: int, heads: int, repeats: i
     sparse = GMNClassifier(10, hidden, layers, "transformer", heads=heads, edge_widths=widths)
     mpnn = GMNClassifier(10, hidden, layers, "mpnn", edge_widths=widths)
     dense = DenseRelationalTransformer(10, hidden, layers, heads, widths)
+    for m in (*sparse.modules(), *mpnn.modules()):
+        if hasattr(m, "native"):
+            m.native = use_native
     n, e = structure.num_nodes, structure.num_edges
     t_sparse, t_mpnn, t_dense = (_time(m, batch, repeats) for m in (sparse, mpnn, dense))
     t_ref_sparse, t_ref_mpnn = (_time(m, batch, repeats, lambda b, m=m: reference_classifier(m, b)) for m in (sparse, mpnn))
@@ -245,17 +257,44 @@ def _resnet18_structure():
     return structure, {k: v[None] for k, v in sd.items()}
 
 
+def matmul_gflops(size: int = 2048, reps: int = 3) -> float:
+    """Float32 GFLOP/s of one core on a size³ matrix product (one torch thread, CPU time, best of `reps`)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    best = float("inf")
+    for _ in range(reps + 1):
+        t = time.process_time()
+        a @ b
+        best = min(best, time.process_time() - t)
+    torch.set_num_threads(previous)
+    return 2 * size**3 / best / 1e9
+
+
+def edge_matmul_flops(kind: str, hidden: int, layers: int, edges: int) -> float:
+    """Matmul FLOPs of the fused edge kernels in one forward+backward of `GMNClassifier`: each product
+    runs 4 times (forward, recomputed in backward, input and weight gradients); per edge and layer the
+    MPNN multiplies 6 hidden² maps (edge MLP 2, messages 4), the transformer the 6-hidden² edge q/k/v
+    projection plus its 2-hidden-wide edge MLP (4 hidden²)."""
+    per_edge = 6 * hidden**2 if kind == "mpnn" else 10 * hidden**2
+    return 4 * 2 * per_edge * layers * edges
+
+
 def _kib(field: str) -> int:
     with open("/proc/self/status") as f:
         return int(f.read().split(f"{field}:")[1].split()[0])
 
 
-def memory_child(kind: str, hidden: int, layers: int, heads: int, chunk_size: int | None) -> None:
+def memory_child(kind: str, hidden: int, layers: int, heads: int, chunk_size: int | None, use_native: bool) -> None:
     """In a fresh process: time and resident-set peak increase of one forward+backward on the ResNet-18 graph."""
     structure, stacked = _resnet18_structure()
     batch = WeightSpaceBatch.from_stacked(structure.spec, stacked).graph(structure)
     model = GMNClassifier(10, hidden, layers, kind, heads=heads, edge_widths=edge_widths(structure),
                           chunk_size=chunk_size)
+    for m in model.modules():
+        if hasattr(m, "native"):
+            m.native = use_native
+    built = use_native and native.library() is not None  # built (or loaded) before the timed step
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # resets VmHWM to the current RSS
     before = _kib("VmRSS")
@@ -263,36 +302,49 @@ def memory_child(kind: str, hidden: int, layers: int, heads: int, chunk_size: in
     model(batch).square().sum().backward()
     seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
     peak = _kib("VmHWM")
-    print(json.dumps({"kind": kind, "peak_extra_bytes": (peak - before) * 1024, "rss_bytes": peak * 1024,
+    print(json.dumps({"kind": kind, "threads": torch.get_num_threads(), "native": built,
+                      "peak_extra_bytes": (peak - before) * 1024, "rss_bytes": peak * 1024,
                       "seconds": seconds, "cpu_seconds": cpu, "nodes": structure.num_nodes,
                       "edges": structure.num_edges, "values": structure.num_values, "chunk_size": chunk_size}))
 
 
-def resnet_memory(hidden: int, layers: int, heads: int, threads: int, chunk_size: int | None,
-                  glibc_dynamic: bool) -> dict:
-    rows = {}
+def resnet_memory(hidden: int, layers: int, heads: int, thread_counts: list[int], chunk_size: int | None,
+                  glibc_dynamic: bool, use_native: bool) -> dict:
+    rows: dict[str, dict] = {}
     env = dict(os.environ)
     if not glibc_dynamic:
         env.setdefault("MALLOC_TOP_PAD_", "0")
     malloc = {k: v for k, v in env.items() if k.startswith("MALLOC_")}
-    for kind in ("transformer", "mpnn"):
-        cmd = [sys.executable, "-m", "tasks.benchmarks.gmn", "--memory-child", kind, "--hidden", str(hidden),
-               "--layers", str(layers), "--heads", str(heads), "--threads", str(threads)]
-        if chunk_size:
-            cmd += ["--chunk-size", str(chunk_size)]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout.strip().splitlines()[-1]
-        rows[kind] = json.loads(out)
-    r = rows["transformer"]
+    for threads in thread_counts:
+        for kind in ("transformer", "mpnn"):
+            cmd = [sys.executable, "-m", "tasks.benchmarks.gmn", "--memory-child", kind, "--hidden", str(hidden),
+                   "--layers", str(layers), "--heads", str(heads), "--threads", str(threads)]
+            cmd += ["--chunk-size", str(chunk_size)] if chunk_size else []
+            cmd += [] if use_native else ["--no-native"]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout.strip()
+            rows[f"{kind}@{threads}"] = json.loads(out.splitlines()[-1])
+    r = next(iter(rows.values()))
     dense_edge_bytes = r["nodes"] ** 2 * hidden * 4
+    top = max(thread_counts)
+    rate = matmul_gflops()
+    floors = {k: edge_matmul_flops(k, hidden, layers, r["edges"]) for k in ("transformer", "mpnn")}
     print(f"ResNet-18 graph: {r['nodes']:,} nodes, {r['edges']:,} edges, {r['values']:,} values; batch 1, "
           f"hidden {hidden}, {layers} layers, forward+backward; malloc settings {malloc or 'glibc defaults'}")
-    for kind, row in rows.items():
-        print(f"  sparse {kind:<11} peak +{row['peak_extra_bytes'] / 2**30:6.2f} GiB over the loaded graph "
-              f"(process {row['rss_bytes'] / 2**30:.2f} GiB), {row['seconds']:.1f} s ({row['cpu_seconds']:.1f} s CPU)")
+    for name, row in rows.items():
+        print(f"  sparse {name:<13} ({'fused edge kernels' if row['native'] else 'torch path'}) peak "
+              f"+{row['peak_extra_bytes'] / 2**30:5.2f} GiB over the loaded graph (process "
+              f"{row['rss_bytes'] / 2**30:.2f} GiB), {row['seconds']:.1f} s ({row['cpu_seconds']:.1f} s CPU)")
+    for kind, flops in floors.items():
+        print(f"  {kind}: edge-kernel matmuls {flops / 1e9:.0f} GFLOP = {flops / rate / 1e9:.1f} s of one core at the "
+              f"measured {rate:.1f} GFLOP/s (float32 2048³ product), {flops / rate / top / 1e9:.1f} s on {top}")
     print(f"  dense N×N layout: one float32 edge tensor alone is {dense_edge_bytes / 2**30:.1f} GiB "
           f"(the layer keeps several per pair for backward); not run")
-    return {"sparse": rows, "dense_edge_tensor_bytes": dense_edge_bytes, "malloc_env": malloc,
-            "fwd_bwd_s": max(row["seconds"] for row in rows.values()),
+    worst = [row for name, row in rows.items() if name.endswith(f"@{top}")]
+    return {"sparse": rows, "dense_edge_tensor_bytes": dense_edge_bytes, "malloc_env": malloc, "threads": top,
+            "matmul_gflops_per_core": rate, "edge_matmul_gflop": {k: f / 1e9 for k, f in floors.items()},
+            "matmul_floor_s": max(floors.values()) / rate / top / 1e9,
+            "fwd_bwd_s": max(row["seconds"] for row in worst),
+            "fwd_bwd_cpu_s": max(row["cpu_seconds"] for row in worst),
             "peak_gib": max(row["peak_extra_bytes"] for row in rows.values()) / 2**30}
 
 
@@ -302,7 +354,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads for every model")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads of the SIREN part")
+    ap.add_argument("--resnet-threads", type=int, nargs="+", default=sorted({1, len(os.sched_getaffinity(0))}),
+                    help="thread counts of the ResNet-18 runs (default: 1 and every core)")
+    ap.add_argument("--no-native", action="store_true", help="the torch path instead of the fused edge kernels")
     ap.add_argument("--skip-resnet", action="store_true")
     ap.add_argument("--chunk-size", type=int, default=None, help="edges per chunk on the ResNet graph (default: auto)")
     ap.add_argument("--glibc-dynamic", action="store_true", help="ResNet children keep glibc's dynamic malloc thresholds")
@@ -312,12 +367,16 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> dict | None:
     torch.set_num_threads(args.threads)
     if args.memory_child:
-        memory_child(args.memory_child, args.hidden, args.layers, args.heads, args.chunk_size)
+        memory_child(args.memory_child, args.hidden, args.layers, args.heads, args.chunk_size, not args.no_native)
         return None
-    print(f"torch threads: {torch.get_num_threads()}")
-    row = siren_timing(args.networks, args.hidden, args.layers, args.heads, args.repeats)
-    memory = None if args.skip_resnet else resnet_memory(args.hidden, args.layers, args.heads, args.threads,
-                                                         args.chunk_size, args.glibc_dynamic)
+    print(f"torch threads: {torch.get_num_threads()}; fused edge kernels: "
+          f"{not args.no_native and native.library() is not None}")
+    bandwidth, rate = bandwidth_gbs(time.process_time, torch.device("cpu")), matmul_gflops()
+    print(f"one core (CPU time): memory bandwidth (c = a + b, 64 MB tensors) {bandwidth:.1f} GB/s, float32 matmul "
+          f"(2048³) {rate:.1f} GFLOP/s")
+    row = siren_timing(args.networks, args.hidden, args.layers, args.heads, args.repeats, not args.no_native)
+    memory = None if args.skip_resnet else resnet_memory(args.hidden, args.layers, args.heads, args.resnet_threads,
+                                                         args.chunk_size, args.glibc_dynamic, not args.no_native)
     result = {
         "name": "gmn",
         "baseline": "dense all-pairs relational transformer (N×N layout), same width/heads/layers",
@@ -326,7 +385,13 @@ def main(args: argparse.Namespace) -> dict | None:
         "threads": args.threads,
         "siren_speedup_vs_today": min(row["speedup_vs_today"], row["speedup_vs_today_mpnn"]),
         "siren_target_vs_today": 2.0,
+        "native": not args.no_native and native.library() is not None,
+        "bandwidth_gbs": bandwidth,
+        "matmul_gflops_per_core": rate,
         "resnet18_fwd_bwd_s": None if memory is None else memory["fwd_bwd_s"],
+        "resnet18_fwd_bwd_cpu_s": None if memory is None else memory["fwd_bwd_cpu_s"],
+        "resnet18_threads": None if memory is None else memory["threads"],
+        "resnet18_matmul_floor_s": None if memory is None else memory["matmul_floor_s"],
         "resnet18_peak_gib": None if memory is None else memory["peak_gib"],
         "resnet18_targets": {"fwd_bwd_s": 10.0, "peak_gib": 2.0},
         "siren": row,

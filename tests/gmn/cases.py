@@ -58,3 +58,11 @@ def node_fn(model, structure):
     return fn
 
 
+
+
+def set_native(model, flag: bool):
+    """Switch the fused edge kernels (`weightspace.nn.gmn.native`) of every layer of `model` on or off."""
+    for m in model.modules():
+        if hasattr(m, "native"):
+            m.native = flag
+    return model

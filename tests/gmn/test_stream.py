@@ -1,13 +1,14 @@
-"""Edge streaming (`weightspace.nn.gmn.stream`): chunked == unchunked == today's all-edges
-path, for outputs and parameter gradients in float64, with chunk sizes that do and do
-not divide the edge count; the segment max against torch's scatter_reduce; named errors."""
+"""Edge streaming (`weightspace.nn.gmn.stream`, the torch path: fused kernels switched off):
+chunked == unchunked == today's all-edges path, for outputs and parameter gradients in
+float64, with chunk sizes that do and do not divide the edge count; the segment max against
+torch's scatter_reduce; named errors."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from tasks.benchmarks.gmn import reference_classifier
-from tests.gmn.cases import KINDS, as_batch, classifier, equivariant, structure_of
+from tests.gmn.cases import KINDS, as_batch, classifier, equivariant, set_native, structure_of
 from weightspace.errors import GMNError
 from weightspace.nn.gmn import EdgeMPNNLayer, GMNClassifier
 from weightspace.nn.gmn.stream import auto_chunk_size, edge_chunks, finish_max, segment_max
@@ -38,11 +39,11 @@ def _assert_same(a, b):
 def test_chunked_classifier_equals_unchunked_and_todays_path(kind):
     structure, batch = _batch("mlp")
     assert batch.num_edges % 97 and batch.num_edges % 250
-    whole = classifier(structure, kind, chunk_size=WHOLE)
+    whole = set_native(classifier(structure, kind, chunk_size=WHOLE), False)
     expected = _value_and_grads(whole, lambda: whole(batch))
     _assert_same(_value_and_grads(whole, lambda: reference_classifier(whole, batch)), expected)
     for size in (97, 250, batch.num_edges):
-        model = classifier(structure, kind, chunk_size=size)
+        model = set_native(classifier(structure, kind, chunk_size=size), False)
         assert len(edge_chunks(batch.num_edges, size, 16, torch.float64)) == -(-batch.num_edges // size)
         _assert_same(_value_and_grads(model, lambda: model(batch)), expected)
 
@@ -50,7 +51,7 @@ def test_chunked_classifier_equals_unchunked_and_todays_path(kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_chunked_conv_graph_and_edge_head_equal_unchunked(kind):
     structure, batch = _batch("cnn_bn", graphs=1)
-    whole, chunked = equivariant(structure, kind), equivariant(structure, kind)
+    whole, chunked = set_native(equivariant(structure, kind), False), set_native(equivariant(structure, kind), False)
     for m, size in ((whole, WHOLE), (chunked, 1000)):
         for module in m.modules():
             if hasattr(module, "chunk_size"):
@@ -64,7 +65,7 @@ def test_layer_forward_chunk_size_overrides_the_constructor():
     h, e = torch.randn(9, 8, generator=gen, dtype=torch.float64), torch.randn(40, 8, generator=gen, dtype=torch.float64)
     edge_index = torch.randint(0, 8, (2, 40), generator=gen)  # node 8 has no edges
     torch.manual_seed(0)
-    layer = EdgeMPNNLayer(8, aggregators=("mean", "max", "std", "sum"), chunk_size=WHOLE).double()
+    layer = set_native(EdgeMPNNLayer(8, aggregators=("mean", "max", "std", "sum"), chunk_size=WHOLE).double(), False)
     for size in (3, 7, 40):
         for a, b in zip(layer(h, e, edge_index, chunk_size=size), layer(h, e, edge_index)):
             torch.testing.assert_close(a, b, **TOL)

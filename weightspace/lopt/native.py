@@ -16,9 +16,7 @@ sums run in float lanes flushed into double, tanh is a rational approximation (|
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import platform
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Mapping
 import torch
 from torch.autograd.graph import increment_version
 
+from ..native import load_library
 from ..spec import WeightSpec
 from .features import State
 from .nets import DeepSetMLP, GroupContextMLP, PerParameterMLP
@@ -34,20 +33,9 @@ from .rule import LearnedRule
 
 ENV_VAR = "WEIGHTSPACE_LOPT_NATIVE"
 SOURCE = Path(__file__).with_name("native_step.cpp")
-FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
 SCRATCH_MAX_HIDDEN = 8  # pooling nets up to this width keep their hidden features between passes
 # net type -> (pools over the tensor, pools over the spec's groups)
 POOLING = {PerParameterMLP: (False, False), DeepSetMLP: (True, False), GroupContextMLP: (True, True)}
-
-
-def _cpu_tag() -> str:
-    """A short hash of the CPU's feature flags: `-march=native` builds are not shared across CPUs."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        flags = next((line for line in text.splitlines() if line.startswith(("flags", "Features"))), "")
-    except OSError:
-        flags = ""
-    return hashlib.sha1((flags or platform.processor() or platform.machine()).encode()).hexdigest()[:10]
 
 
 @lru_cache(maxsize=1)
@@ -56,18 +44,8 @@ def library() -> ctypes.CDLL | None:
 
     None, with one `RuntimeWarning`, where it cannot be built (no compiler, no ninja, no OpenMP).
     """
-    from torch.utils.cpp_extension import load_inline
-
     try:
-        path = load_inline(
-            f"weightspace_lopt_{_cpu_tag()}",
-            cpp_sources=[SOURCE.read_text()],
-            extra_cflags=FLAGS,
-            extra_ldflags=["-fopenmp"],
-            no_implicit_headers=True,
-            is_python_module=False,
-        )
-        lib = ctypes.CDLL(path)
+        lib = load_library("weightspace_lopt", SOURCE)
     except Exception as err:  # any build or load failure means: use the torch path
         warnings.warn(f"weightspace.lopt: the native step could not be built ({err}); using the torch step",
                       RuntimeWarning, stacklevel=2)

@@ -19,6 +19,7 @@ Layers: `EdgeMPNNLayer` (edge-updating message passing, mean/max/std aggregation
 q/k/v). Encoders (`.encoders`: `NodeEncoder`, `EdgeEncoder`, Fourier features per
 kernel width), optional `ProbeFeatures`. Heads: `InvariantReadout`; per-edge and
 per-node heads and the way back to state dicts live in `weightspace.nn.gmn.heads`.
+On CPU the per-edge work runs in fused kernels (`.native`), elsewhere in chunks (`.stream`).
 """
 from .encoders import edge_widths
 from .heads import InvariantReadout

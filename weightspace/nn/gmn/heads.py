@@ -21,6 +21,7 @@ from ...graph.structure import GraphStructure
 from ...spec import Entry, Factor, Group, WeightSpec
 from ...errors import GMNError
 from .inputs import GraphInputs
+from . import native
 from .mlp import mlp
 from .stream import check_chunk_size, edge_chunks, finish_max, merge_partials, node_terms, pair_mlp, run_chunks, \
     scatter_sum, segment_max
@@ -56,7 +57,8 @@ class InvariantReadout(nn.Module):
     unchanged. Args: hidden (input features), out (outputs per graph), pools (any of
     "mean", "max", "sum"), edges (also pool edge features), extra (width of further
     invariant per-graph features concatenated before the MLP, e.g. probe readings),
-    chunk_size (edges per chunk of the edge pooling, `weightspace.nn.gmn.stream`; None: auto).
+    chunk_size (edges per chunk of the edge pooling, `weightspace.nn.gmn.stream`; None: auto). On CPU
+    the edge pooling runs fused (`weightspace.nn.gmn.native`, where it applies and `native` is on).
 
     Shapes: h (N, hidden), e (E, hidden)[, extra (G, extra)] -> (G, out).
     """
@@ -72,6 +74,7 @@ class InvariantReadout(nn.Module):
         self.norm_h = nn.LayerNorm(hidden)
         self.norm_e = nn.LayerNorm(hidden)
         self.mlp = mlp([width, max(2 * hidden, min(extra, 256)), out])
+        self.native = True
 
     def _edge_chunk(self, c: slice, e, edge_graph, n):
         return _partial_pools(self.norm_e(e), edge_graph[c], n, self.pools)
@@ -82,8 +85,11 @@ class InvariantReadout(nn.Module):
         parts = _finish_pools(nodes, torch.bincount(g.node_graph, minlength=n), self.pools)
         if self.edges:
             edge_graph = g.edge_graph
-            chunks = edge_chunks(e.shape[0], self.chunk_size, e.shape[1], e.dtype)
-            pooled = reduce(merge_partials, run_chunks(self._edge_chunk, chunks, (e,), edge_graph, n))
+            if native.supported(self, e):
+                pooled = native.pool(self.norm_e, e, edge_graph, n)
+            else:
+                chunks = edge_chunks(e.shape[0], self.chunk_size, e.shape[1], e.dtype)
+                pooled = reduce(merge_partials, run_chunks(self._edge_chunk, chunks, (e,), edge_graph, n))
             parts += _finish_pools(pooled, torch.bincount(edge_graph, minlength=n), self.pools)
         if (extra is None) != (self.extra == 0) or (extra is not None and extra.shape != (n, self.extra)):
             got = None if extra is None else tuple(extra.shape)
@@ -99,7 +105,8 @@ class InvariantReadout(nn.Module):
 class EdgeHead(nn.Module):
     """Per-edge equivariant output: one value per value the edge carries.
 
-    An MLP of [h_src, h_dst, e] per edge (in chunks, `weightspace.nn.gmn.stream`), then a
+    An MLP of [h_src, h_dst, e] per edge (fused on CPU, `weightspace.nn.gmn.native`, where it
+    applies and `native` is on; else in chunks, `weightspace.nn.gmn.stream`), then a
     linear map per width to that many values, written into a flat vector laid out like
     the batch's `edge_val`.
 
@@ -114,6 +121,7 @@ class EdgeHead(nn.Module):
         self.norm_e = nn.LayerNorm(hidden)
         self.mlp = mlp([3 * hidden, hidden, hidden])
         self.project = nn.ModuleDict({str(w): nn.Linear(hidden, w) for w in self.widths})
+        self.native = True
 
     def _chunk(self, c: slice, e, src, dst, p_src, p_dst):
         return pair_mlp(self.mlp, self.norm_e(e), src[c], dst[c], p_src, p_dst)
@@ -121,8 +129,11 @@ class EdgeHead(nn.Module):
     def forward(self, h: torch.Tensor, e: torch.Tensor, g: GraphInputs) -> torch.Tensor:
         src, dst = g.edge_index
         terms = node_terms(self.mlp[0], self.norm_h(h), 2)
-        chunks = edge_chunks(e.shape[0], self.chunk_size, e.shape[1], e.dtype)
-        z = torch.cat(list(run_chunks(self._chunk, chunks, (e,), src, dst, *terms)))
+        if native.supported(self, e, (self.mlp,)):
+            z = native.pair_update(self.norm_e, self.mlp, e, src, dst, *terms, residual=False)
+        else:
+            chunks = edge_chunks(e.shape[0], self.chunk_size, e.shape[1], e.dtype)
+            z = torch.cat(list(run_chunks(self._chunk, chunks, (e,), src, dst, *terms)))
         out = z.new_zeros(g.edge_val.shape[0])
         for w, ids, where in g.width_slices():
             if w not in self.widths:

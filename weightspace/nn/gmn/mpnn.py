@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ...errors import GMNError
+from . import native
 from .mlp import mlp
 from .stream import check_chunk_size, edge_chunks, edge_term, finish_max, merge_partials, node_terms, pair_mlp, \
     run_chunks, scatter_sum, segment_max
@@ -75,9 +76,11 @@ def aggregate(msg: torch.Tensor, index: torch.Tensor, num_nodes: int, aggregator
 class EdgeMPNNLayer(nn.Module):
     """One edge-updating message-passing layer (module docstring).
 
-    Edges are processed in chunks (`weightspace.nn.gmn.stream`): per chunk the edge
-    update, both messages and their partial aggregates, recomputed in backward, so
-    memory beyond the layer's inputs and outputs is bounded by one chunk.
+    On CPU the edge update and both messages with their partial aggregates run fused
+    (`weightspace.nn.gmn.native`, where it applies; `native = False` switches it off).
+    Otherwise edges are processed in chunks (`weightspace.nn.gmn.stream`): per chunk the
+    edge update, both messages and their partial aggregates, recomputed in backward. Either
+    way memory beyond the layer's inputs and outputs is bounded (by one block or one chunk).
 
     Args:
         hidden: node and edge feature size.
@@ -104,6 +107,7 @@ class EdgeMPNNLayer(nn.Module):
         self.msg_out = mlp([2 * hidden, hidden, hidden], dropout=dropout)
         self.norm_agg = nn.LayerNorm(2 * len(self.aggregators) * hidden)
         self.node = mlp([hidden + 2 * len(self.aggregators) * hidden, hidden, hidden], dropout=dropout)
+        self.native = True
 
     def _chunk(self, c: slice, e, src, dst, p_src, p_dst, p_in, p_out):
         """One chunk of edges (e: its rows): updated edges and the partial aggregates of both message directions."""
@@ -120,13 +124,16 @@ class EdgeMPNNLayer(nn.Module):
         n = h.shape[0]
         hn = self.norm_h(h)
         terms = (*node_terms(self.edge[0], hn, 2), *node_terms(self.msg_in[0], hn, 1), *node_terms(self.msg_out[0], hn, 1))
-        chunks = edge_chunks(e.shape[0], check_chunk_size(chunk_size) or self.chunk_size, self.hidden, e.dtype)
-        parts = list(run_chunks(self._chunk, chunks, (e,), src, dst, *terms))
-        e = torch.cat([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
-        incoming = finish_aggregates(reduce(merge_partials, [p[1] for p in parts]),
-                                     torch.bincount(dst, minlength=n), self.aggregators)
-        outgoing = finish_aggregates(reduce(merge_partials, [p[2] for p in parts]),
-                                     torch.bincount(src, minlength=n), self.aggregators)
+        if native.supported(self, e, (self.edge, self.msg_in, self.msg_out)):
+            e = native.pair_update(self.norm_e, self.edge, e, src, dst, *terms[:2], residual=True)
+            into, out_of = native.messages(self.norm_m, self.msg_in, self.msg_out, e, src, dst, *terms[2:])
+        else:
+            chunks = edge_chunks(e.shape[0], check_chunk_size(chunk_size) or self.chunk_size, self.hidden, e.dtype)
+            parts = list(run_chunks(self._chunk, chunks, (e,), src, dst, *terms))
+            e = torch.cat([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
+            into, out_of = reduce(merge_partials, [p[1] for p in parts]), reduce(merge_partials, [p[2] for p in parts])
+        incoming = finish_aggregates(into, torch.bincount(dst, minlength=n), self.aggregators)
+        outgoing = finish_aggregates(out_of, torch.bincount(src, minlength=n), self.aggregators)
         h = h + self.node(torch.cat([hn, self.norm_agg(torch.cat([incoming, outgoing], dim=1))], dim=1))
         return h, e
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import GMNError
+from . import native
 from .mlp import mlp
 from .stream import check_chunk_size, edge_chunks, expand_index, node_terms, pair_mlp, run_chunks, scatter_sum
 
@@ -37,6 +38,9 @@ class RelationalTransformerLayer(nn.Module):
         ffn: hidden size of the feed-forward blocks (default 2 * hidden).
         dropout: on the attention weights and inside the MLPs.
         chunk_size: edges per chunk (None: from `stream.MEMORY_BUDGET`); `forward` may override it.
+
+    On CPU the attention and the edge update run fused (`weightspace.nn.gmn.native`, where it
+    applies; `native = False` switches it off), else in chunks.
 
     Shapes: h (N, hidden), e (E, hidden), edge_index (2, E) -> (h', e') of the same shapes.
     """
@@ -59,6 +63,7 @@ class RelationalTransformerLayer(nn.Module):
         self.norm_edge = nn.LayerNorm(hidden)
         self.edge = mlp([3 * hidden, ffn, hidden], dropout=dropout)
         self.dropout = nn.Dropout(dropout)
+        self.native = True
 
     def _chunks(self, e: torch.Tensor, chunk_size: int | None) -> list[slice]:
         return edge_chunks(e.shape[0], check_chunk_size(chunk_size) or self.chunk_size, self.hidden, e.dtype)
@@ -85,6 +90,8 @@ class RelationalTransformerLayer(nn.Module):
         """The attention update Σ_s a_rs v_rs (before W_o), (N, hidden)."""
         src, dst = edge_index
         q, k, v = self.qkv(self.norm_h(h)).chunk(3, dim=1)
+        if native.supported(self, e) and not (self.dropout.p and self.training):
+            return native.attention(self.norm_e, self.edge_qkv, self.heads, e, src, dst, q, k, v)
         parts = list(run_chunks(self._attend_chunk, self._chunks(e, chunk_size), (e,), src, dst, q, k, v))
         m, z, u = parts[0]
         for m2, z2, u2 in parts[1:]:
@@ -102,6 +109,8 @@ class RelationalTransformerLayer(nn.Module):
         h = h + self.out(self.attend(h, e, edge_index, chunk_size))
         h = h + self.ffn(self.norm_ffn(h))
         terms = node_terms(self.edge[0], self.norm_edge(h), 2)
+        if native.supported(self, e, (self.edge,)):
+            return h, native.pair_update(self.norm_e, self.edge, e, src, dst, *terms, residual=True)
         parts = list(run_chunks(self._edge_chunk, self._chunks(e, chunk_size), (e,), src, dst, *terms))
         return h, torch.cat(parts) if len(parts) > 1 else parts[0]
 

@@ -1,0 +1,38 @@
+"""Building the library's C++ kernels (weightspace.lopt's fused step, the graph metanetworks'
+fused edge kernels).
+
+Each kernel is one C++ file with a plain C ABI, compiled on first use with
+`torch.utils.cpp_extension.load_inline` (g++ and ninja, no torch headers, so a build takes
+seconds) into the torch extensions directory, once per machine (the name carries a hash of the
+CPU's feature flags, as `-march=native` builds are not portable), and loaded with ctypes.
+Callers catch the failure of a build and fall back to their torch path.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import platform
+from pathlib import Path
+
+FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
+
+
+def cpu_tag() -> str:
+    """A short hash of the CPU's feature flags: `-march=native` builds are not shared across CPUs."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        flags = next((line for line in text.splitlines() if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        flags = ""
+    return hashlib.sha1((flags or platform.processor() or platform.machine()).encode()).hexdigest()[:10]
+
+
+def load_library(name: str, source: Path) -> ctypes.CDLL:
+    """The shared library built from the C++ file `source` as `{name}_{cpu_tag()}` (built once, cached).
+
+    Raises whatever the build or the load raises (no compiler, no ninja, no OpenMP)."""
+    from torch.utils.cpp_extension import load_inline
+
+    path = load_inline(f"{name}_{cpu_tag()}", cpp_sources=[source.read_text()], extra_cflags=FLAGS,
+                       extra_ldflags=["-fopenmp"], no_implicit_headers=True, is_python_module=False)
+    return ctypes.CDLL(path)
