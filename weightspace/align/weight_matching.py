@@ -212,7 +212,7 @@ def _slot_similarity(p: _Problem, key: str, dim: int, undo: torch.Tensor, perms:
             cache.m = cache.m + _product(cache.a.index_select(2, moved), now - then)
             cache.b, cache.undo, cache.then = b, undo, {g: perms[g] for _, g in cache.others}
             return cache.m
-    cache.m = _take_rows(_product(cache.a, _rows_matrix(b, dim)), undo, 2)
+    cache.m = _product(cache.a, _take_rows(_rows_matrix(b, dim), undo, 1))
     cache.b, cache.undo, cache.then = b, undo, {g: perms[g] for _, g in cache.others}
     return cache.m
 
@@ -269,19 +269,19 @@ def _similarity(p: _Problem, name: str, perms: Perms, rows=None, skip: frozenset
     Tensors under `CACHED_MIN` elements are contracted afresh (cheaper than a cache's bookkeeping).
     """
     n = p.sizes[name]
-    dtype = p.a[p.slots[name][0][0]].dtype
     device = p.a[p.slots[name][0][0]].device
     undo = torch.argsort(perms[name], dim=-1).to(device)
-    direct = torch.zeros(p.batch, n, n, dtype=dtype, device=device)
-    cached = torch.zeros(p.batch, n, n, dtype=dtype, device=device)
+    m = None
     for key, dim in p.slots[name]:
         if (key, dim) in skip:
             continue
         if p.a[key][0].numel() >= CACHED_MIN:
-            cached += _slot_similarity(p, key, dim, undo, perms)
-        else:
-            direct += _contract(p.a[key], p.factored(key), dim)
-    m = direct.gather(2, undo.unsqueeze(1).expand(-1, n, -1)).add_(cached)
+            term = _slot_similarity(p, key, dim, undo, perms)  # the cache's own tensor: never written into
+        else:  # B undone before the contraction: a gather of the small tensor, not of the (n, n) result
+            term = _contract(p.a[key], _take_rows(p.factored(key), undo, dim), dim)
+        m = term if m is None else m + term
+    if m is None:
+        m = torch.zeros(p.batch, n, n)
     return _rows(m.to("cpu", torch.float64), rows)
 
 
