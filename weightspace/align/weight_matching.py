@@ -100,6 +100,7 @@ class _Problem:
     sizes: dict[str, int]
     pairs: dict[str, dict[str, list[tuple[str, int, int]]]] = field(default_factory=dict)
     cache: dict[tuple[str, int], "_SlotCache"] = field(default_factory=dict)
+    dots: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # `_key_objective`
     a_flat: dict[str, torch.Tensor] = field(init=False)
 
     def __post_init__(self):
@@ -307,16 +308,31 @@ def _set(p: _Problem, new: Perms, perms: Perms, rows: torch.Tensor | None = None
         p.b[key] = apply_entry(p.spec.entries[key], p.b[key], g, p.spec.groups, batch_dims=1)
 
 
+def _key_objective(p: _Problem, key: str) -> torch.Tensor:
+    """<A_key, B'_key> per pair (float64, CPU), kept until B'_key is replaced (`_set` swaps tensors, never writes into them)."""
+    b = p.b[key]
+    hit = p.dots.get(key)
+    if hit is None or hit[0] is not b:
+        flat = b.reshape(p.batch, -1).double()
+        if p.batch == 1:  # one pair: a BLAS dot product
+            value = torch.dot(p.a_flat[key][0], flat[0]).reshape(1)
+        else:
+            value = (p.a_flat[key] * flat).sum(1)
+        hit = p.dots[key] = (b, value.cpu())
+    return hit[1]
+
+
 def _objective(p: _Problem, rows: torch.Tensor | None = None) -> torch.Tensor:
-    """J per pair (or per pair of `rows`), float64."""
-    flat_b = {k: p.b[k].reshape(p.batch, -1).double() for k in p.a}
-    if p.batch == 1:  # one pair: BLAS dot products, the J a single matching reports
-        return torch.tensor([float(sum(torch.dot(p.a_flat[k][0], flat_b[k][0]) for k in p.a))], dtype=torch.float64)
-    pick = slice(None) if rows is None else rows
-    out = 0
+    """J per pair (or per pair of `rows`), float64; entries unchanged since the last call are not summed again."""
+    if rows is not None and len(rows) < p.batch:  # a few pairs (escape moves, hierarchical steps): those alone
+        out = 0
+        for k in p.a:
+            out = out + (p.a_flat[k][rows] * p.b[k][rows].reshape(len(rows), -1).double()).sum(1)
+        return out.cpu()
+    out = torch.zeros(p.batch, dtype=torch.float64)
     for k in p.a:
-        out = out + (p.a_flat[k][pick] * flat_b[k][pick]).sum(1)
-    return out.cpu()
+        out += _key_objective(p, k)
+    return out if rows is None else out[rows]
 
 
 def _hierarchical(p: _Problem, outer: str, perms: Perms, row: int) -> Perms:
