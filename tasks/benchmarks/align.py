@@ -21,9 +21,10 @@ reference implementation of weight matching (the loop of the reference repos:
 deep-copy the model, permute one layer's parameters at a time), said in the JSON.
 
 Ours is the best of `--repeats` runs; inside each, the CPU time of its assignment
-solves (scipy's `linear_sum_assignment`) is `lap_s`, and `over_lap_s` is our time over
-it (issue 20 target: at most 2; the rest is contractions and bookkeeping). `solvers_s`
-times scipy and, where installed, `lapjv` and `lap` on the same cost matrices.
+solves (`weightspace.align.lap.solve`, warm-started) is `lap_s`, and `over_lap_s` is our
+time over it (issue 20 target: at most 2; the rest is contractions and bookkeeping).
+`solvers_s` times, cold on the same cost matrices, scipy's `linear_sum_assignment`, ours,
+and `lapjv` and `lap` where installed (the solver choice, measured).
 
 Ours runs on `--device` (default cpu; on CUDA its times are synchronized wall seconds,
 the baseline stays on the CPU).

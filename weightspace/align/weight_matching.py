@@ -19,8 +19,8 @@ within-head assignment, then the within-head group is solved given the heads.
 
 One matcher for one pair and for a batch of pairs (aligned mixup, zoo-wide
 alignment): the similarity matrices of all pairs come from one batched contraction
-per group member, the linear assignments run per pair (scipy has no batched
-solver), and each pair stops on its own once a sweep brings no gain. B' is kept
+per group member, the linear assignments run per pair (on torch's intra-op thread
+count of threads at once), and each pair stops on its own once a sweep brings no gain. B' is kept
 permuted in place of a copy per step; a group update moves only the tensors that
 group touches, through the spec's own action (`WeightSpec.apply`).
 
@@ -54,8 +54,11 @@ Work per solve: a group is solved again only once a group its similarity depends
 moved; large slots keep their contraction between solves and update it on the columns
 another group moved, found from the permutations (`_SlotCache`); each entry's term of J is
 kept until the entry moves. The tensors and contractions stay on the state dicts' device
-(CUDA included), the permutations, solves and bookkeeping on the CPU. The solver is
-scipy's `linear_sum_assignment` (see `lap`).
+(CUDA included), the permutations, solves and bookkeeping on the CPU. Each solve is
+warm-started from the group's current permutation and the duals of its last solve (`lap`):
+late in descent, when a neighbour moved a few units, only the rows that lost their match
+are augmented (issue-20 MLP trained 3 epochs: 24 solves in 0.23 s against 0.46 s for
+scipy's `linear_sum_assignment` on the same matrices).
 """
 from __future__ import annotations
 
@@ -63,6 +66,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -381,13 +385,18 @@ def _solve(p: _Problem, name: str, perms: Perms, rows: torch.Tensor | None, skip
     """
     sim = _similarity(p, name, perms, rows, skip)
     picked = range(p.batch) if rows is None else rows.tolist()
-    new = []
-    for s, row in zip(sim, picked):  # warm: from the current permutation and the duals of this group's last solve
-        perm, duals = warm_permutation(s, perms[name][row], p.duals.get((name, row)))
+    # warm: from the current permutation and the duals of this group's last solve
+    jobs = [(s, perms[name][row], p.duals.get((name, row))) for s, row in zip(sim, picked)]
+    threads = min(torch.get_num_threads(), len(jobs))
+    if threads > 1:  # pairs are independent; the native solver runs without the GIL
+        with ThreadPoolExecutor(threads) as pool:
+            solved = list(pool.map(lambda job: warm_permutation(*job), jobs))
+    else:
+        solved = [warm_permutation(*job) for job in jobs]
+    for row, (_, duals) in zip(picked, solved):
         if duals is not None:
             p.duals[(name, row)] = duals
-        new.append(perm)
-    _set(p, {name: torch.stack(new)}, perms, rows)
+    _set(p, {name: torch.stack([perm for perm, _ in solved])}, perms, rows)
 
 
 def _update(p: _Problem, name: str, perms: Perms, hierarchical: bool, version: Perms, due: torch.Tensor) -> None:
