@@ -20,7 +20,7 @@ If `rebasin` is not installed, the baseline is a straightforward per-layer
 reference implementation of weight matching (the loop of the reference repos:
 deep-copy the model, permute one layer's parameters at a time), said in the JSON.
 
-Ours is the best of `--repeats` runs; inside each, the CPU time of its assignment
+Ours and rebasin are each the best of `--repeats` runs; inside each of ours, the CPU time of its assignment
 solves (`weightspace.align.lap.solve`, warm-started) is `lap_s`, and `over_lap_s` is our
 time over it (issue 20 target: at most 2; the rest is contractions and bookkeeping).
 `solvers_s` times, cold on the same cost matrices, scipy's `linear_sum_assignment`, ours,
@@ -247,6 +247,9 @@ def run_case(name: str, build, x, y, epochs: int, example: torch.Tensor, repeats
         },
     }
     theirs, reb_cpu, reb_wall = cpu_time(lambda: rebasin_match(model_a, model_b, example))
+    if theirs is not None:  # the best of as many runs as ours (same seed: the same descent each time)
+        theirs, reb_cpu, reb_wall = min([(theirs, reb_cpu, reb_wall)] + [
+            cpu_time(lambda: rebasin_match(model_a, model_b, example)) for _ in range(repeats - 1)], key=lambda r: r[1])
     if theirs is not None:
         change = output_change(model_a, sd_b, theirs, (example,))
         row["baseline"] = {
