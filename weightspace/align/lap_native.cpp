@@ -5,8 +5,7 @@
 // Built and called by weightspace/align/lap.py (plain C ABI through ctypes, no torch headers).
 // Minimizes cost = -score under dual feasibility u[i] + v[j] <= cost[i][j], tight on assigned
 // pairs. Warm start: given any v, u[i] = min_j (cost[i][j] - v[j]) is feasible; row i keeps
-// its earlier column if that pair is tight, else takes its tightest column if no row holds
-// it, and only the rows left are augmented. Weight
+// its earlier column if that pair is tight, and only the other rows are augmented. Weight
 // matching re-solves a group after a neighbour moved a little, so most rows stay tight and
 // a solve costs a few augmenting paths instead of n.
 #include <cstdint>
@@ -27,16 +26,12 @@ int64_t ws_lap_solve(int64_t n, const double* score, int64_t* col4row, double* v
   if (!warm) {
     for (int64_t j = 0; j < n; ++j) v[j] = 0.0;
   }
-  std::vector<int64_t> argmin(n, -1), unmatched;
   for (int64_t i = 0; i < n; ++i) {
     const double* row = score + i * n;
     double low = inf;
     for (int64_t j = 0; j < n; ++j) {
       const double r = -row[j] - v[j];
-      if (r < low) {
-        low = r;
-        argmin[i] = j;
-      }
+      if (r < low) low = r;
     }
     u[i] = low;
   }
@@ -46,16 +41,6 @@ int64_t ws_lap_solve(int64_t n, const double* score, int64_t* col4row, double* v
       row4col[j] = i;
     } else {
       col4row[i] = -1;
-      unmatched.push_back(i);
-    }
-  }
-  // A row that lost its column takes its tightest column where that one is free (still tight).
-  for (const int64_t i : unmatched) {
-    const int64_t j = argmin[i];
-    if (j >= 0 && row4col[j] == -1) {
-      row4col[j] = i;
-      col4row[i] = j;
-    } else {
       free_rows.push_back(i);
     }
   }
