@@ -46,9 +46,9 @@ reaches before the first stall.
 Descent starts from a settled pass (`_settled_pass`, the default when no `init` is
 given): each group once, in spec order, from only the tensors whose other groups are
 already solved, so the first solves are not steered by the identity of groups nobody has
-matched yet. On the issue-20 MLP it ends at a higher J than descent from the identity
-(70.0 vs 64.1) in 9 solves instead of 28; where its J is below the identity's, the pair
-starts from the identity instead.
+matched yet. On the issue-20 MLPs it ends at a higher J than descent from the identity
+(1 epoch: 70.0 vs 64.1, 9 solves instead of 28; 3 epochs: 132.2 vs 131.2, 24 instead of 36);
+where its J is below the identity's, the pair starts from the identity instead.
 
 Work per solve: a group is solved again only once a group its similarity depends on has
 moved; large slots keep their contraction between solves and update it on the columns
@@ -426,9 +426,9 @@ def _settled_pass(p: _Problem, perms: Perms, order: list[str]) -> set[str]:
     """Each group once, in spec order, from only the tensors whose other groups it already solved.
 
     Where a tensor also carries a group not solved yet, that group's identity is no evidence,
-    only noise: on two MLPs trained from different inits, descent from the identity ends at
-    J = 62.6–64.1 over 5 seeds, from this pass at 70.0–70.5 (the `rebasin` package: 66.5–67.6),
-    in fewer sweeps. A group whose every tensor carries an unsolved group is solved from all.
+    only noise: on the issue-20 benchmark's two MLPs (different inits, 1 epoch), descent from the
+    identity ends at J = 62.6–64.1 over generator seeds 0–3, from this pass at 70.0–70.5 (the
+    `rebasin` package: 66.5–67.6), in fewer sweeps. A group whose every tensor carries an unsolved group is solved from all.
     Returns the groups solved from all their tensors (not factored): descent need not solve
     them again until a neighbour moves.
     """
