@@ -27,12 +27,15 @@ def cpu_tag() -> str:
     return hashlib.sha1((flags or platform.processor() or platform.machine()).encode()).hexdigest()[:10]
 
 
-def load_library(name: str, source: Path) -> ctypes.CDLL:
-    """The shared library built from the C++ file `source` as `{name}_{cpu_tag()}` (built once, cached).
+def load_library(name: str, source: Path, flags: list[str] | None = None) -> ctypes.CDLL:
+    """The shared library built from the C++ file `source` as `{name}_{cpu_tag()}` (built once, cached),
+    with `flags` (default `FLAGS`; a kernel whose results must not depend on the CPU passes plain `-O3`).
 
     Raises whatever the build or the load raises (no compiler, no ninja, no OpenMP)."""
     from torch.utils.cpp_extension import load_inline
 
-    path = load_inline(f"{name}_{cpu_tag()}", cpp_sources=[source.read_text()], extra_cflags=FLAGS,
-                       extra_ldflags=["-fopenmp"], no_implicit_headers=True, is_python_module=False)
+    flags = FLAGS if flags is None else flags
+    path = load_inline(f"{name}_{cpu_tag()}", cpp_sources=[source.read_text()], extra_cflags=flags,
+                       extra_ldflags=["-fopenmp"] if "-fopenmp" in flags else [],
+                       no_implicit_headers=True, is_python_module=False)
     return ctypes.CDLL(path)

@@ -1,8 +1,10 @@
 """Weight matching on an inverted-residual CNN with squeeze-excitation: planted permutations recovered exactly.
 
-Plain coordinate descent stalls here (a 2-unit SE bottleneck between the two sides of
-a wide channel group; see `weightspace.align.weight_matching`); the test without the
-escape move pins that failure so the one with it is not vacuous.
+Plain coordinate descent from the identity stalls here (a 2-unit SE bottleneck between
+the two sides of a wide channel group; see `weightspace.align.weight_matching`); the test
+without the escape move pins that failure so the one with it is not vacuous. (The default
+start, the settled pass, avoids it on these seeds; the escape move is kept for where it
+does not.)
 """
 from __future__ import annotations
 
@@ -49,11 +51,13 @@ def test_the_spec_has_every_bottleneck_group():
     assert sorted(g.size for g in _spec().groups.values()) == GROUP_SIZES
 
 
+@pytest.mark.parametrize("start", ["settled", "identity"])
 @pytest.mark.parametrize("seed", SEEDS)
-def test_recovers_planted_permutation_exactly(seed):
+def test_recovers_planted_permutation_exactly(seed, start):
+    """From the identity, the escape move is what recovers 3 of the 5 seeds (the test below)."""
     spec = _spec()
     model, a, b, planted = _pair(seed)
-    m = weight_matching(spec, a, b)
+    m = weight_matching(spec, a, b, init=spec.identity() if start == "identity" else None)
     assert _wrong(m.element, planted) == []
     assert m.objective == pytest.approx(alignment_objective(spec, a, a), rel=1e-6)
     aligned = spec.apply(b, m.element)
@@ -67,7 +71,7 @@ def test_recovers_planted_permutation_exactly(seed):
 
 
 def test_plain_descent_stalls_on_the_se_bottleneck(monkeypatch):
-    """Without the escape move, seeds fail with one SE group and its wide channel group wrong together."""
+    """From the identity and without the escape move, seeds fail with one SE group and its wide channel group wrong."""
     wm = importlib.import_module("weightspace.align.weight_matching")  # the module, not the function
     spec = _spec()
     pairs = [_pair(seed) for seed in SEEDS]
@@ -75,7 +79,7 @@ def test_plain_descent_stalls_on_the_se_bottleneck(monkeypatch):
     monkeypatch.setattr(wm, "ENUMERATED_MAX", 0)
     failed = 0
     for (_, a, b, planted), good in zip(pairs, escaped):
-        plain = weight_matching(spec, a, b)
+        plain = weight_matching(spec, a, b, init=spec.identity())
         wrong = _wrong(plain.element, planted)
         assert plain.objective <= good.objective + 1e-9
         if wrong:
@@ -83,6 +87,8 @@ def test_plain_descent_stalls_on_the_se_bottleneck(monkeypatch):
             assert plain.objective < good.objective - 1.0
             assert any(".se." in n for n in wrong) and any(spec.groups[n].size > 8 for n in wrong)
     assert failed >= 2  # measured: 3 of the 5 seeds
+    settled = [weight_matching(spec, a, b) for _, a, b, _ in pairs]  # the settled pass, still without the escape
+    assert all(_wrong(m.element, p[3]) == [] for m, p in zip(settled, pairs))
 
 
 def test_a_batch_of_pairs_equals_one_call_per_pair():

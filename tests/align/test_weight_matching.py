@@ -142,6 +142,24 @@ def test_cached_similarities_give_the_fresh_contractions_answer(batch, monkeypat
     torch.testing.assert_close(torch.as_tensor(cached.objective), torch.as_tensor(fresh.objective), rtol=1e-6, atol=0)
 
 
+def test_pairs_solved_on_two_threads_equal_one_thread():
+    from weightspace.testing import random_mlp_spec
+
+    spec = random_mlp_spec([20, 64, 64, 5])
+    gen = torch.Generator().manual_seed(7)
+    pairs = [(random_weights(spec, gen), random_weights(spec, gen)) for _ in range(4)]
+    a, b = ({k: torch.stack([p[i][k] for p in pairs]) for k in spec.entries} for i in (0, 1))
+    one = weight_matching(spec, a, b, batch_dims=1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        two = weight_matching(spec, a, b, batch_dims=1)
+    finally:
+        torch.set_num_threads(before)
+    assert _same_perms(one.element, two.element, spec.groups)
+    torch.testing.assert_close(two.objective, one.objective, rtol=1e-6, atol=0)  # 2 threads: other summation orders
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("name", ["mlp", "resnet_blocks"])
 def test_recovers_planted_permutation_on_cuda(name):
