@@ -165,9 +165,10 @@ def mse_and_grads(
     against) with fewer passes over the (N, P, width) activations: ω0 is folded into
     the matmuls, each cos(z) overwrites its pre-activation, the chain-rule products
     run in place, a single output unit's weights stay a per-unit factor of the
-    gradient (applied to small tensors only), with `axes` (coords = `grid_axes(coords)`'s grid) the first layer's
-    sin and cos come from angle addition over the axes, and with `work` (an empty
-    dict the caller keeps across steps) the large tensors are reused buffers.
+    gradient (applied to small tensors only), with `axes` (coords =
+    `grid_axes(coords)`'s grid) the first layer's sin and cos come from angle
+    addition over the axes, and with `work` (an empty dict the caller keeps across
+    steps) the large tensors are reused buffers.
 
     Shapes: as `forward`, targets (N, P, out); returns mse (N,) and key -> gradient
     (new tensors, never buffers from `work`).
