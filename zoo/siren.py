@@ -164,9 +164,11 @@ def mse_and_grads(
     The same maths as autograd through `forward` (the reference the tests compare
     against) with fewer passes over the (N, P, width) activations: ω0 is folded into
     the matmuls, each cos(z) overwrites its pre-activation, the chain-rule products
-    run in place, with `axes` (coords = `grid_axes(coords)`'s grid) the first layer's
-    sin and cos come from angle addition over the axes, and with `work` (an empty
-    dict the caller keeps across steps) the large tensors are reused buffers.
+    run in place, a single output unit's weights stay a per-unit factor of the
+    gradient (applied to small tensors only), with `axes` (coords =
+    `grid_axes(coords)`'s grid) the first layer's sin and cos come from angle
+    addition over the axes, and with `work` (an empty dict the caller keeps across
+    steps) the large tensors are reused buffers.
 
     Shapes: as `forward`, targets (N, P, out); returns mse (N,) and key -> gradient
     (new tensors, never buffers from `work`).
@@ -192,34 +194,36 @@ def mse_and_grads(
     g = err.mul_(2.0 / (err.shape[1] * err.shape[2]))  # d(sum of MSEs)/d(output)
     grads: dict[str, torch.Tensor] = {}
     scale = 1.0  # the output layer has no ω0; each hidden layer's pre-activation carries one
+    unit = None  # None, or (N, 1, width) with d(sum of MSEs)/d(pre-activation) = g · unit (per unit)
     for i in range(last, -1, -1):
         w, x = params[f"{2 * i}.weight"], inputs[i]
+        factor = scale if unit is None else unit.transpose(1, 2) * scale  # scalar, or (N, out, 1)
         if i == 0 and axes is not None:
-            grads["0.weight"], grads["0.bias"] = _first_grads(g, axes, scale)
-        else:
-            if x.dim() == 3:
-                grads[f"{2 * i}.weight"] = torch.bmm(g.transpose(1, 2), x).mul_(scale)
-            else:  # shared coords: (in, P) @ (N, P, out) -> (N, in, out), no copy of g
-                grads[f"{2 * i}.weight"] = torch.matmul(x.t(), g).transpose(1, 2).mul(scale)
-            grads[f"{2 * i}.bias"] = g.sum(dim=1).mul_(scale)
+            weight, bias = _first_grads(g, axes)
+        elif x.dim() == 3:
+            weight, bias = torch.bmm(g.transpose(1, 2), x), g.sum(dim=1)
+        else:  # shared coords: (in, P) @ (N, P, out) -> (N, in, out), no copy of g
+            weight, bias = torch.matmul(x.t(), g).transpose(1, 2), g.sum(dim=1)
+        grads[f"{2 * i}.weight"] = weight * factor
+        grads[f"{2 * i}.bias"] = bias * (factor if unit is None else factor.squeeze(2))
         if i > 0:
             buf = _buffer(work, f"grad{i % 2}", (n, p, w.shape[2]), w)
-            if w.shape[1] == 1:  # one output unit: the outer product as a broadcast, no matmul
-                g = torch.mul(cosines[i - 1], w * scale, out=buf).mul_(g)
+            if w.shape[1] == 1:  # one output unit: g·cos is one pass, its weights stay the per-unit factor
+                g, unit = torch.mul(cosines[i - 1], g, out=buf), w * factor
             else:
-                g = torch.bmm(g, w * scale, out=buf).mul_(cosines[i - 1])
+                g, unit = torch.bmm(g, w * factor, out=buf).mul_(cosines[i - 1]), None
             scale = w0
     return mse, grads
 
 
-def _first_grads(g: torch.Tensor, axes: list[torch.Tensor], scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _first_grads(g: torch.Tensor, axes: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """First-layer weight and bias gradients on a grid: one partial sum of g per axis, no (P, d) matmul."""
     n, width = g.shape[0], g.shape[2]
     grid = g.view(n, *(len(a) for a in axes), width)
     dims = range(1, len(axes) + 1)
     sums = [grid.sum(dim=[d for d in dims if d != m + 1]) if len(axes) > 1 else grid for m in range(len(axes))]
     weight = torch.stack([(s * a.view(1, -1, 1)).sum(1) for s, a in zip(sums, axes)], dim=-1)
-    return weight.mul_(scale), sums[0].sum(1).mul_(scale)
+    return weight, sums[0].sum(1)
 
 
 def step_flops(cfg: SirenConfig, points: int) -> int:

@@ -20,8 +20,9 @@ from weightspace.nn.models import mlp
 from .data import InrSplits
 
 
-MAX_PROBES = 196
-"""Most probes of `gmn_probe`: every pixel of 8×8 digits, every 2nd of 28×28 MNIST."""
+MAX_PROBES = 784
+"""Most probes of `gmn_probe`: every pixel of 8×8 digits and of 28×28 MNIST (measured on the
+main job: 784 probes cost ≈ 23% more per epoch than 196 and read the whole image)."""
 
 READS = ("weights", "probes", "pixels")
 """What a model reads of an INR: its weights only (never runs it), the INR run on
@@ -134,7 +135,7 @@ CHOICES = {c.name: c for c in [
     Choice("nfn_hnp_ff", "weights", lambda d: fourier_classifier(d, "hnp"), lr=3e-3, epochs=10),
     Choice("unf_ff", "weights", lambda d: fourier_classifier(d, "unf"), lr=3e-3),
     Choice("canon_hnp_ff", "weights", lambda d: canonical_classifier(d, "hnp"), prepare=_scaled, lr=3e-3, epochs=20),
-    Choice("gmn_probe", "probes", gmn_probe, prepare=graph_batches, lr=3e-3, epochs=6),
+    Choice("gmn_probe", "probes", gmn_probe, prepare=graph_batches, lr=3e-3, epochs=8),
     Choice("gmn_probe_rand", "probes", lambda d: gmn_probe(d, grid_init=False), prepare=graph_batches, lr=3e-3,
            epochs=10),
     Choice("recon_mlp", "pixels", lambda d: PixelMLP(d.pixels, d.num_classes), prepare=_pixels),

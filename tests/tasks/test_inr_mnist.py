@@ -111,6 +111,7 @@ def test_probe_grid_keeps_small_grids_and_subsamples_large_ones():
 
     torch.testing.assert_close(probe_grid((8, 8), MAX_PROBES), grid_coords((8, 8)))
     torch.testing.assert_close(probe_grid((40,), MAX_PROBES), grid_coords((40,)))
+    torch.testing.assert_close(probe_grid((28, 28), MAX_PROBES), grid_coords((28, 28)))
     full = grid_coords((28, 28)).view(28, 28, 2)
     torch.testing.assert_close(probe_grid((28, 28), 196), full[1::2, 1::2].reshape(-1, 2))
     assert probe_grid((28, 28), 49).shape == (49, 2)
