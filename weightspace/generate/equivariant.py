@@ -13,6 +13,12 @@ layer="np" (default) with io_embed=True is NFN's NP layer with learned embedding
 the model's input and output neurons (Zhou et al. 2023): equivariant to the hidden
 permutations, at a fraction of the cost of "hnp"/"unf", which fold the fixed
 input/output axes into their channel mixing.
+
+Sizes: `CheckpointDiffusion` matches this denoiser's width to the default
+transformer's parameter count. On the zoo's digits classifiers: MLP (1,482 weights)
+width 55, 540k parameters (transformer 550k); CNN (4,970 weights) width 16, 1.25M
+(1.25M). Equal parameters are not equal compute: every hidden layer holds C numbers
+per weight, so on the digits MLP a training step costs about 4x the transformer's.
 """
 from __future__ import annotations
 
