@@ -48,6 +48,7 @@ def test_indexing_and_runs_select_pairs_lazily():
         assert torch.equal(picked.start[k], full.start[k][idx])
         assert torch.equal(picked.target[k], full.target[k][idx])
     assert len(p[2:5]) == 3 and len(p[4]) == 1
+    assert torch.equal(p[-1].target["layers.0.weight"][0], full.target["layers.0.weight"][-1])
 
 
 def test_bad_trajectories_are_named_errors():

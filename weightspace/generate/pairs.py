@@ -145,7 +145,7 @@ class CheckpointPairs:
     def __getitem__(self, index) -> "CheckpointPairs":
         """The pairs at `index` (an int, slice, long or bool tensor)."""
         if isinstance(index, int):
-            index = torch.tensor([index])
+            index = torch.arange(len(self))[index].reshape(1)
         elif isinstance(index, slice):
             index = torch.arange(len(self))[index]
         index = torch.as_tensor(index)
