@@ -38,13 +38,14 @@ class ZooSettings:
 
 @dataclass(frozen=True)
 class TrajectoryRuns:
-    """Every run of a trajectory zoo: weights key -> (R, C, *shape), metrics name -> (R, C).
+    """Every run of a trajectory zoo (trained on `dataset`): weights key -> (R, C, *shape), metrics name -> (R, C).
 
     metrics: "<set>_loss" / "<set>_err" for the data splits train, val and test; steps (C,);
     train / heldout: run indices (the zoo's train split vs its val and test splits).
     """
 
     root: Path
+    dataset: str
     cfg: ClassifierConfig
     spec: WeightSpec
     weights: dict[str, torch.Tensor]
@@ -88,7 +89,7 @@ def load_runs(root: Path) -> TrajectoryRuns:
     heldout = torch.as_tensor(np.flatnonzero(split != "train"))
     if len(train) == 0 or len(heldout) == 0:
         raise ZooError(f"{root}: {len(train)} training and {len(heldout)} held-out runs; need at least one of each")
-    return TrajectoryRuns(Path(root), cfg, zoo.spec, weights, metrics, torch.tensor(zoo.manifest["trajectory_steps"]),
+    return TrajectoryRuns(Path(root), zoo.manifest["dataset"]["source"], cfg, zoo.spec, weights, metrics, torch.tensor(zoo.manifest["trajectory_steps"]),
                           train, heldout)
 
 
