@@ -38,6 +38,10 @@ PUBLIC = {
         "node_permutation", "to_state_dict",
     ],
     "weightspace.lopt": ["LearnedOptimizer", "LearnedRule", "load_rule", "save_rule"],
+    "weightspace.generate": [
+        "CheckpointDiffusion", "CheckpointPairs", "EquivariantDenoiser", "PairNormalizer", "TensorRows",
+        "TransformerDenoiser", "generate", "load_generator", "save_generator", "train_generator",
+    ],
     "weightspace.nn": [
         "CanonicalEquivariant", "CanonicalInvariant", "Canonicalize", "EquivariantNetwork", "FlatMLP", "FourierFeatures", "HNPLinear", "HNPPool", "InvariantClassifier",
         "NPLinear", "NPPool", "StatMLP", "UNFBasis", "UNFLinear", "UNFPool", "WeightSpaceBatch", "metanet_spec",
@@ -52,7 +56,7 @@ PUBLIC = {
     ],
 }
 
-SUBPACKAGES = ("align", "augment", "examples", "graph", "io", "lopt", "nn", "parser", "spec", "testing")
+SUBPACKAGES = ("align", "augment", "examples", "generate", "graph", "io", "lopt", "nn", "parser", "spec", "testing")
 
 
 @pytest.mark.parametrize("package", sorted(PUBLIC))

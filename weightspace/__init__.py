@@ -30,7 +30,9 @@ _LAZY = {
 }
 
 
-_SUBPACKAGES = ("align", "augment", "examples", "graph", "io", "lopt", "merge", "nn", "parser", "spec", "testing")
+_SUBPACKAGES = (
+    "align", "augment", "examples", "generate", "graph", "io", "lopt", "merge", "nn", "parser", "spec", "testing",
+)
 
 
 def __getattr__(name):

@@ -189,5 +189,13 @@ class OutputIsInputError(WeightspaceError):
         super().__init__(f"{self.path}: {reason}")
 
 
+class OutputExistsError(WeightspaceError, FileExistsError):
+    """An output file already exists and the command does not overwrite outputs."""
+
+    def __init__(self, path, reason: str = "exists; refusing to overwrite it (remove it or choose another --out)"):
+        self.path = str(path)
+        super().__init__(f"{self.path}: {reason}")
+
+
 class EditError(WeightspaceError, ValueError):
     """An INR edit, editor or edit input is unknown or does not fit the editor."""

@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "align": "weightspace.cli.align",
     "merge": "weightspace.cli.merge",
     "transfer": "weightspace.cli.transfer",
+    "generate": "weightspace.cli.generate",
 }
 
 
