@@ -39,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     z.add_argument("--zoo-seed", type=int, default=0)
     g = p.add_argument_group("generators (one budget for both)")
     g.add_argument("--denoisers", nargs="+", choices=("transformer", "equivariant"), default=["transformer", "equivariant"])
-    g.add_argument("--steps", type=int, default=400, help="training steps of each denoiser")
+    g.add_argument("--steps", type=int, default=500, help="training steps of each denoiser")
     g.add_argument("--batch", type=int, default=64, help="pairs per training step")
     g.add_argument("--lr", type=float, default=1e-3)
     g.add_argument("--hidden", type=int, default=None, help="denoiser width (default: the library's)")
@@ -55,7 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--adam-every", type=int, default=5, help="evaluate Adam's loss every this many steps")
     e.add_argument("--refine", type=int, default=8, help="nearest candidates re-aligned pairwise per checkpoint")
     e.add_argument("--average-k", type=int, default=8, help="training checkpoints averaged by the average baseline")
-    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1: two threads on a shared 2-core machine mostly spin)")
     p.add_argument("--out", type=Path, default=Path("results/generate_checkpoints"))
     p.add_argument("--quiet", action="store_true")
 

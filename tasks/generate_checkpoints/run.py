@@ -20,7 +20,7 @@ METRIC = "test_loss"  # what the generators condition on and are prompted with (
 class Budget:
     """The training budget both denoisers get: the same steps, batch, learning rate, data and seed."""
 
-    steps: int = 400
+    steps: int = 500
     batch: int = 64
     lr: float = 1e-3
     seed: int = 0
