@@ -67,27 +67,46 @@ def _grid(values: torch.Tensor, prompts: int) -> torch.Tensor:
     return values.reshape(prompts, -1)
 
 
+def fixed_loss(net, pairs, count: int = 256, seed: int = 0) -> float:
+    """The diffusion loss on a fixed subset of `pairs` (the same pairs, times and noise on every call)."""
+    index = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed))[:count]
+    with torch.no_grad():
+        return float(net.loss(pairs[index], generator=torch.Generator().manual_seed(seed + 1)))
+
+
 def train_generators(runs: TrajectoryRuns, denoisers: list[str], budget: Budget, model: ModelSettings, out: Path,
                      progress: bool) -> tuple[dict, dict]:
-    """Both denoisers on the training runs' forward pairs at one budget; (models, their records)."""
+    """Both denoisers on the training runs' forward pairs at one budget; (models, their records).
+
+    Each record has the training loss (its first and last tenth, and every step) and the
+    diffusion loss on fixed training pairs and on fixed held-out pairs, before and after training.
+    """
     from weightspace.generate import CheckpointDiffusion, CheckpointPairs, save_generator, train_generator
 
     pairs = CheckpointPairs.from_trajectories(runs.spec, runs.runs(runs.train), runs.metrics[METRIC][runs.train])
+    held = CheckpointPairs.from_trajectories(runs.spec, runs.runs(runs.heldout), runs.metrics[METRIC][runs.heldout])
     models, records = {}, {}
     for name in denoisers:
         clock = Clock()
         torch.manual_seed(budget.seed)
         net = CheckpointDiffusion(runs.spec, denoiser=name, **model.options)
         net.fit_normalizer(pairs)
+        before = {"train": fixed_loss(net, pairs, seed=budget.seed), "heldout": fixed_loss(net, held, seed=budget.seed)}
         history = train_generator(net, pairs, steps=budget.steps, batch=budget.batch, lr=budget.lr, seed=budget.seed,
                                   progress=progress)
+        net.eval()
         save_generator(out / f"{name}.safetensors", net)
         tail = max(1, len(history) // 10)
-        records[name] = {"params": sum(p.numel() for p in net.parameters()), "train": clock.read(),
+        records[name] = {"params": sum(p.numel() for p in net.parameters()), "settings": dict(net.settings),
+                         "train": clock.read(),
                          "diffusion_loss": {"first": sum(history[:tail]) / tail, "last": sum(history[-tail:]) / tail,
+                                            "fixed_train_before": before["train"],
+                                            "fixed_train_after": fixed_loss(net, pairs, seed=budget.seed),
+                                            "heldout_before": before["heldout"],
+                                            "heldout_after": fixed_loss(net, held, seed=budget.seed),
                                             "history": history}}
-        models[name] = net.eval()
-    return models, {"pairs": len(pairs), "denoisers": records}
+        models[name] = net
+    return models, {"pairs": len(pairs), "heldout_pairs": len(held), "denoisers": records}
 
 
 def sample_from(net, init: dict, init_metric: torch.Tensor, prompts: torch.Tensor, settings: EvalSettings) -> dict:
