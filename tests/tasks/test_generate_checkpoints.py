@@ -106,3 +106,49 @@ def test_adam_from_held_out_inits_lowers_the_loss_and_lr_zero_does_not(runs):
     target = curves.loss[1, :, 2].unsqueeze(0)
     budget = tuned_budget(curves, target)
     assert budget["lr"] == 1e-2 and bool((budget["steps"] <= 20).all()) and budget["cap"] == 30
+
+
+def test_the_job_end_to_end_on_a_tiny_zoo(runs, tmp_path, capsys):
+    """Both denoisers train (the diffusion loss on fixed training pairs goes down), every field is
+    written and finite, the plots exist, and a saved generator's checkpoint loads into the model and runs."""
+    import json
+    import math
+
+    from tasks.jobs import run_job
+    from weightspace.generate import generate, load_generator
+
+    argv = ["--zoo", str(runs.root), "--steps", "60", "--batch", "16", "--lr", "3e-3", "--hidden", "8", "--layers", "2",
+            "--inits", "3", "--quantiles", "0.1", "0.5", "--sample-steps", "3", "--adam-steps", "20",
+            "--adam-every", "10", "--out", str(tmp_path), "--quiet"]
+    assert run_job("generate-checkpoints", argv) == 0
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["config"]["budget"] == {"steps": 60, "batch": 16, "lr": 3e-3, "seed": 0}
+    assert result["zoo"]["train_runs"] + result["zoo"]["heldout_runs"] == TINY.count and not result["zoo"]["built_now"]
+    for name in ("transformer", "equivariant"):
+        loss = result["training"]["denoisers"][name]["diffusion_loss"]
+        assert loss["fixed_train_after"] < loss["fixed_train_before"]
+        assert len(loss["history"]) == 60
+    ev = result["evaluation"]
+    assert ev["heldout_inits"] == 3 and len(ev["prompts"]) == 2
+    records = [*ev["generators"].values(), *ev["baselines"].values(), ev["heldout_real"]]
+    assert set(ev["baselines"]) == {"nearest_noise_transformer", "nearest_noise_equivariant", "average"}
+    for rec in records:
+        pr, m = rec["prompting"], rec["memorization"]
+        assert all(math.isfinite(pr[k]) for k in ("pearson", "spearman", "mae", "loss_mean", "error_mean"))
+        assert len(pr["per_prompt"]) == 2 and pr["finite_fraction"] == 1
+        assert 0 <= m["aligned_mean"] <= m["unaligned_mean"] + 1e-6
+    for rec in ev["generators"].values():
+        assert {"lr", "median", "reached", "median_per_lr"} <= set(rec["adam"]) and "reached" in rec["zoo_recipe"]
+        assert rec["sample_cost"]["cpu_seconds"] >= 0
+    assert ev["alignment"]["bank_checkpoints"] == len(runs.train) * len(runs.steps)
+    assert result["total"]["cpu_seconds"] > 0
+    assert (tmp_path / "achieved_vs_prompted.png").stat().st_size > 0 and (tmp_path / "diffusion_loss.png").exists()
+    assert "held-out real" in capsys.readouterr().out
+
+    model = load_generator(tmp_path / "equivariant.safetensors")
+    init = {k: v[runs.heldout[0], 0] for k, v in runs.weights.items()}
+    made = generate(model, init, target_metric=ev["prompts"][0], steps=3)
+    net = runs.cfg.module()
+    net.load_state_dict(made)
+    logits = net(data_splits("digits")["test"].x[:5])
+    assert logits.shape == (5, 10) and bool(torch.isfinite(logits).all())
