@@ -21,11 +21,11 @@ SPECS = {
 BATCH = {"batch_dims": 2, "batch_shape": (2, 2)}
 
 
-def _model(spec, denoiser: str) -> CheckpointDiffusion:
+def _model(spec, denoiser: str, layer: str = "np") -> CheckpointDiffusion:
     """A double-precision model with every parameter random (no zero-initialized layer left)
     and a normalizer fitted on random pairs (non-trivial per-tensor statistics)."""
     torch.manual_seed(0)
-    kw = {"hidden": 8, "layers": 3} if denoiser == "equivariant" else {"hidden": 16, "layers": 2, "chunk": 8}
+    kw = {"hidden": 8, "layers": 3, "layer": layer} if denoiser == "equivariant" else {"hidden": 16, "layers": 2, "chunk": 8}
     model = CheckpointDiffusion(spec, denoiser, timesteps=50, **kw)
     with torch.no_grad():
         for p in model.parameters():
@@ -53,10 +53,11 @@ def _denoise(model: CheckpointDiffusion):
     return fn
 
 
+@pytest.mark.parametrize("layer", ["np", "hnp", "unf"])
 @pytest.mark.parametrize("name", sorted(SPECS))
-def test_equivariant_denoiser_commutes_with_permutations(name):
+def test_equivariant_denoiser_commutes_with_permutations(name, layer):
     spec = SPECS[name]
-    fn = _denoise(_model(spec, "equivariant"))
+    fn = _denoise(_model(spec, "equivariant", layer))
     assert_equivariant(fn, spec, generator=torch.Generator().manual_seed(2), **BATCH)
     change = assert_negative_control(fn, spec, spec, generator=torch.Generator().manual_seed(3), **BATCH)
     assert change > 1e-4

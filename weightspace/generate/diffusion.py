@@ -30,17 +30,17 @@ from .transformer import TransformerDenoiser
 DENOISERS = {"equivariant": EquivariantDenoiser, "transformer": TransformerDenoiser}
 DEFAULT_STEPS = 50
 TRANSFORMER_HIDDEN = 64
-_WIDTHS = range(4, 257, 4)
+_WIDTHS = range(2, 257)
 
 
 def parameter_count(module: nn.Module) -> int:
+    """The number of learnable numbers in `module`."""
     return sum(p.numel() for p in module.parameters())
 
 
 def matched_hidden(spec: WeightSpec, layers: int = 4, **equivariant_kwargs) -> int:
-    """The equivariant denoiser's width (a multiple of 4, at most 256) whose parameter count is
-    closest to the default transformer denoiser's (hidden 64, same `layers`) on `spec`: equal
-    budgets by default.
+    """The equivariant denoiser's width (2 to 256) whose parameter count is closest to the
+    default transformer denoiser's (hidden 64, same `layers`) on `spec`: equal budgets by default.
 
     The count is a quadratic in the width (channel mixing, FiLM and embeddings), so three
     models built on the meta device (allocating nothing) give it for every width.
