@@ -75,6 +75,7 @@ def main(args: argparse.Namespace) -> dict:
     from rich.console import Console
 
     from weightspace.io.save import write_json
+    from zoo.storage import MANIFEST
 
     from .data import ZooSettings, ensure_zoo, load_runs
     from .evaluate import prompt_grid
@@ -90,7 +91,7 @@ def main(args: argparse.Namespace) -> dict:
         zoo = ZooSettings(args.dataset, args.arch, args.runs, args.width, args.epochs, args.every, args.zoo_seed)
         root = Path(args.zoo) if args.zoo is not None else out / "zoo"
         build = Clock()
-        built = not (root / "manifest.json").exists()
+        built = not (root / MANIFEST).exists()
         ensure_zoo(root, zoo, progress=not args.quiet)
         zoo_cost = build.read()
         runs = load_runs(root)

@@ -101,6 +101,7 @@ class Bank:
 
     @classmethod
     def build(cls, spec: WeightSpec, points: Stack, reference: Stack) -> "Bank":
+        """The bank of `points`, aligned once to `reference` (`align_to`)."""
         keys = list(points)
         return cls(points, align_to(spec, points, reference), reference, keys)
 
