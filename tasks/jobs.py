@@ -38,6 +38,7 @@ JOBS: dict[str, str] = {
     "bench-nfn": "tasks.benchmarks.nfn_layers",
     "bench-parse": "tasks.benchmarks.parse",
     "bench-zoo": "tasks.benchmarks.zoo_fit",
+    "generate-checkpoints": "tasks.generate_checkpoints.cli",
     "merge-digits": "tasks.merge_digits.cli",
     "transfer-digits": "tasks.transfer_digits.cli",
 }
