@@ -37,9 +37,13 @@ from .scale_mpnn import ChargeInvariant, ScaleMPNNLayer
 
 
 class ChargedEdgeEncoder(nn.Module):
-    """Edge features that move as the edge's values: W_w values ⊙ class embedding (no bias, no Fourier map).
+    """Edge features that move as the edge's values k: W_w k ⊙ (1 + class embedding + ρ_w(k)).
 
-    Shapes: `GraphInputs` -> (features (E, hidden), class context (C, hidden))."""
+    W_w has no bias and ρ_w is invariant (`ChargeInvariant`: even in k under a sign, a function of
+    k / |k| under a scale), so the product moves exactly as k; ρ_w(k) makes the features more than a
+    multiple of k (a sign-flipping weight's |w| survives the layers' RMS normalization).
+
+    Shapes: `GraphInputs`, `Charges` -> (features (E, hidden), class context (C, hidden))."""
 
     def __init__(self, hidden: int, widths: Iterable[int]):
         super().__init__()
@@ -47,12 +51,13 @@ class ChargedEdgeEncoder(nn.Module):
         if not self.widths:
             raise GMNError("ChargedEdgeEncoder needs at least one positive edge width")
         self.lift = nn.ModuleDict({str(w): nn.Linear(w, hidden, bias=False) for w in self.widths})
+        self.rho = nn.ModuleDict({str(w): ChargeInvariant(w, hidden) for w in self.widths})
         self.type_embed = nn.Embedding(len(EDGE_TYPES), hidden)
         self.layer = nn.Linear(hidden, hidden)
         self.shape = nn.Linear(3, hidden)
         self.hidden = hidden
 
-    def forward(self, g: GraphInputs) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, g: GraphInputs, q: Charges) -> tuple[torch.Tensor, torch.Tensor]:
         dtype = self.layer.weight.dtype
         classes = (self.type_embed(g.class_type) + self.layer(sinusoidal(g.class_layer, self.hidden).to(dtype))
                    + self.shape(torch.log1p(g.class_shape.to(dtype))))
@@ -61,8 +66,10 @@ class ChargedEdgeEncoder(nn.Module):
         for w, ids, where in g.width_slices():
             if w not in self.widths:
                 raise GMNError(f"the batch has edges carrying {w} values; this encoder reads widths {self.widths}")
-            out = out.index_put((ids,), self.lift[str(w)](g.edge_val[where].to(dtype)))
-        return out * (1 + context), classes
+            k = g.edge_val[where].to(dtype)
+            inv = self.rho[str(w)](k, q.edge_sign[ids], q.edge_scale[ids])
+            out = out.index_put((ids,), self.lift[str(w)](k) * (1 + inv + context[ids]))
+        return out, classes
 
     def extra_repr(self) -> str:
         return f"hidden={self.hidden}, widths={self.widths}"
@@ -92,7 +99,7 @@ class ScaleGMN(nn.Module):
         q = batch_charges(g)
         node_context = self.nodes(g)
         x = node_context * ~q.charged[:, None]
-        e, class_context = self.edges(g)
+        e, class_context = self.edges(g, q)
         for layer in self.layers:
             x, e = layer(x, e, node_context, class_context, g.edge_class, q)
         return x, e, g, q
