@@ -149,7 +149,7 @@ CHOICES = {c.name: c for c in [
     Choice("nfn_hnp_ff", "weights", lambda d: fourier_classifier(d, "hnp"), lr=3e-3, epochs=10),
     Choice("unf_ff", "weights", lambda d: fourier_classifier(d, "unf"), lr=3e-3),
     Choice("canon_hnp_ff", "weights", lambda d: canonical_classifier(d, "hnp"), prepare=_scaled, lr=3e-3, epochs=20),
-    Choice("scale_gmn", "weights", scale_gmn, prepare=scaled_graph_batches, lr=1e-2, epochs=8),
+    Choice("scale_gmn", "weights", scale_gmn, prepare=scaled_graph_batches, lr=3e-3, epochs=5),
     Choice("gmn_probe", "probes", gmn_probe, prepare=graph_batches, lr=3e-3, epochs=6),
     Choice("gmn_probe_rand", "probes", lambda d: gmn_probe(d, grid_init=False), prepare=graph_batches, lr=3e-3,
            epochs=10),

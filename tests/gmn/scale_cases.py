@@ -77,7 +77,8 @@ def features(trunk, structure):
     def fn(sd):
         x, e, g, _ = trunk(as_batch(structure, sd))
         b = g.num_graphs
-        out = {f"node:{key}": v for key, v in node_space_outputs(structure, x.reshape(b, structure.num_nodes, -1)).items()}
+        nodes = node_space_outputs(structure, x.reshape(b, structure.num_nodes, -1))
+        out = {f"node:{key}": v for key, v in nodes.items()}
         e = e.reshape(b, structure.num_edges, -1)
         for layout in structure.entries:
             if layout.carried:

@@ -80,7 +80,8 @@ def _edge_units(structure: GraphStructure, key: str, axis: int, group: str) -> t
     entry, layout = structure.spec.entries[key], structure.entry(key)
     sizes = entry.factored_shape
     dim = sum(len(a) for a in entry.axes[:axis]) + [f.group for f in entry.axes[axis]].index(group)
-    index = unravel(prod(sizes), sizes)[:, dim].reshape(entry.shape).permute(layout.order).reshape(-1, max(layout.width, 1))
+    index = unravel(prod(sizes), sizes)[:, dim].reshape(entry.shape).permute(layout.order)
+    index = index.reshape(-1, max(layout.width, 1))
     if not bool((index == index[:, :1]).all()):
         raise ConfigError(f"the extra symmetry of {group!r} acts on the values inside one edge of {key!r}")
     return index[:, 0]
@@ -122,7 +123,7 @@ def charges_of(structure: GraphStructure) -> Charges:
 
 
 def batch_charges(g: GraphInputs) -> Charges:
-    """The `Charges` of a graph batch, each structure's derived once and kept on it."""
+    """The `Charges` of a graph batch (each structure's derived once, cached while the structure lives)."""
     per = []
     for s in dict.fromkeys(g.structures):
         if s not in _CACHE:

@@ -12,8 +12,9 @@ keep those charges (t = tail, h = head of an edge t -> h):
   charge is a scale (canonicalization of the scale: exact, cheap, and the only
   continuous choice up to a positive factor) and σ = -1 where it is a sign (an even
   symmetrization, ScaleGMN's sign-invariant net), else u = v, σ = 1;
-- updates (carrier) ⊙ MLP(invariants), plus an unconstrained term where the target is
-  uncharged: ScaleGMN's "rescale-equivariant" form Γx ⊙ ScaleInv(x).
+- updates (carrier) ⊙ (1 + MLP(invariants)), plus an unconstrained term where the target is
+  uncharged: ScaleGMN's "rescale-equivariant" form Γx ⊙ ScaleInv(x) (the 1 + lets the carriers
+  through at initialization; with a bare gate the first layers' updates start near zero).
 
     A      = e ⊙ x_t,    r = [ρ_h([A, x_h]), ρ_t(x_t), ρ_e(e), class context]
     m_fwd  = (W1 A + W2 x_h) ⊙ g_f(r)              (+ b_f(r) if h uncharged)   -> head
@@ -145,6 +146,7 @@ class ScaleMPNNLayer(nn.Module):
         per_edge, per_node, per_class = self._gate_terms(r_pair, r_edge, r_node, class_context)
         hidden = F.silu(per_edge + per_node.index_select(0, tail) + per_class.index_select(0, edge_class))
         g_f, g_b, g_e, b_f, b_b, b_e = self.gate_out(hidden).chunk(6, 1)
+        g_f, g_b, g_e = 1 + g_f, 1 + g_b, 1 + g_e
         no_scale = (lambda t: t * ~q.edge_scale[:, None]) if scaled else (lambda t: t)
         free = ~q.charged
         m_fwd = (c["A"](a) + c["xh"](xn).index_select(0, head)) * g_f + b_f * free[head][:, None]
@@ -154,7 +156,7 @@ class ScaleMPNNLayer(nn.Module):
         upd = torch.cat([xn, m_in, m_out], 1)
         inv = symmetrize(F.linear(upd, self.rho_update.weight), norm(upd), q.sign, q.scale, self.rho_update.bias)
         gate, bias = self.node_gates(torch.cat([inv, node_context], 1)).chunk(2, 1)
-        x = x + (c["x"](xn) + c["in"](m_in) + c["out"](m_out)) * gate + bias * free[:, None]
+        x = x + (c["x"](xn) + c["in"](m_in) + c["out"](m_out)) * (1 + gate) + bias * free[:, None]
         return x, e
 
     def extra_repr(self) -> str:
