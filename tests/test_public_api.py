@@ -48,7 +48,8 @@ PUBLIC = {
     ],
     "weightspace.nn.gmn": [
         "EdgeMPNNLayer", "GMNClassifier", "GMNEquivariant", "GraphInputs", "GraphMetaNetwork",
-        "InvariantReadout", "ProbeFeatures", "RelationalTransformerLayer", "edge_widths",
+        "InvariantReadout", "ProbeFeatures", "RelationalTransformerLayer", "ScaleGMN", "ScaleGMNClassifier",
+        "ScaleMPNNLayer", "edge_widths",
     ],
     "weightspace.testing": [
         "assert_equivariant", "assert_invariant", "assert_negative_control", "random_attention_spec",

@@ -121,6 +121,21 @@ def graph_batches(data: InrSplits) -> Callable:
     return lambda w: WeightSpaceBatch.from_stacked(structure.spec, w).graph(structure)
 
 
+def scaled_graph_batches(data: InrSplits) -> Callable:
+    """Graph batches of weights divided by their entry's training std (not centred: a positive
+    number per entry commutes with signs and scales, so ScaleGMN's symmetry stays exact)."""
+    structure, std = _structure(data), data.standardize.std
+    return lambda w: WeightSpaceBatch.from_stacked(structure.spec, {k: v / std[k] for k, v in w.items()}).graph(
+        structure)
+
+
+def scale_gmn(data: InrSplits) -> nn.Module:
+    """ScaleGMN: message passing equivariant to permutations and the spec's sign flips, weights only."""
+    from weightspace.nn.gmn import ScaleGMNClassifier, edge_widths
+
+    return ScaleGMNClassifier(data.num_classes, hidden=16, layers=3, edge_widths=edge_widths(_structure(data)))
+
+
 def _pixels(data: InrSplits) -> Callable:
     return lambda w: w
 
@@ -135,6 +150,7 @@ CHOICES = {c.name: c for c in [
     Choice("nfn_hnp_ff", "weights", lambda d: fourier_classifier(d, "hnp"), lr=3e-3, epochs=10),
     Choice("unf_ff", "weights", lambda d: fourier_classifier(d, "unf"), lr=3e-3),
     Choice("canon_hnp_ff", "weights", lambda d: canonical_classifier(d, "hnp"), prepare=_scaled, lr=3e-3, epochs=20),
+    Choice("scale_gmn", "weights", scale_gmn, prepare=scaled_graph_batches, lr=3e-3, epochs=5),
     Choice("gmn_probe", "probes", gmn_probe, prepare=graph_batches, lr=3e-3, epochs=8),
     Choice("gmn_probe_rand", "probes", lambda d: gmn_probe(d, grid_init=False), prepare=graph_batches, lr=3e-3,
            epochs=10),

@@ -128,8 +128,8 @@ def test_augmentation_recipes_by_name(tiny_zoo, tmp_path):
 
 
 def test_canonical_model_ignores_sign_flips_of_real_inrs(tiny_zoo):
-    """`canon_hnp_ff` (prepare included) gives the same logits for an INR and for the INR with
-    its hidden units permuted and sign-flipped; the permutation-only `nfn_hnp_ff` does not."""
+    """`canon_hnp_ff` and `scale_gmn` (prepare included) give the same logits for an INR and for the
+    INR with its hidden units permuted and sign-flipped; the permutation-only `nfn_hnp_ff` does not."""
     import torch
 
     from tasks.inr_classify.data import InrSplits
@@ -141,10 +141,10 @@ def test_canonical_model_ignores_sign_flips_of_real_inrs(tiny_zoo):
     g = data.spec.random_element(torch.Generator().manual_seed(0), extra=True, batch_shape=(6,))
     moved = data.spec.apply(w, g, batch_dims=1)
     gaps = {}
-    for name in ("canon_hnp_ff", "nfn_hnp_ff"):
+    for name in ("canon_hnp_ff", "scale_gmn", "nfn_hnp_ff"):
         choice = CHOICES[name]
         torch.manual_seed(0)
         model, prepare = choice.build(data).eval(), choice.prepare(data)
         with torch.no_grad():
             gaps[name] = float((model(prepare(w)) - model(prepare(moved))).abs().max())
-    assert gaps["canon_hnp_ff"] < 1e-4 < gaps["nfn_hnp_ff"]
+    assert max(gaps["canon_hnp_ff"], gaps["scale_gmn"]) < 1e-4 < gaps["nfn_hnp_ff"]

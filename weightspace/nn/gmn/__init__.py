@@ -14,6 +14,9 @@
 Mixed architectures: `clf(weightspace.graph.pyg.collate([graph, ...]))` (PyG export,
 read into `GraphInputs` by `weightspace.nn.gmn.inputs.graph_inputs`).
 
+Sign/scale symmetries too (ScaleGMN, from the spec's `extra_action`): `ScaleGMN`,
+`ScaleGMNClassifier`, `ScaleMPNNLayer`; which units carry a sign or scale: `.charges`.
+
 Layers: `EdgeMPNNLayer` (edge-updating message passing, mean/max/std aggregation),
 `RelationalTransformerLayer` (sparse neighbourhood attention with edge-conditioned
 q/k/v). Encoders (`.encoders`: `NodeEncoder`, `EdgeEncoder`, Fourier features per
@@ -27,6 +30,8 @@ from .inputs import GraphInputs
 from .models import GMNClassifier, GMNEquivariant, GraphMetaNetwork
 from .mpnn import EdgeMPNNLayer
 from .probes import ProbeFeatures
+from .scale_gmn import ScaleGMN, ScaleGMNClassifier
+from .scale_mpnn import ScaleMPNNLayer
 from .transformer import RelationalTransformerLayer
 
 __all__ = [
@@ -38,5 +43,8 @@ __all__ = [
     "InvariantReadout",
     "ProbeFeatures",
     "RelationalTransformerLayer",
+    "ScaleGMN",
+    "ScaleGMNClassifier",
+    "ScaleMPNNLayer",
     "edge_widths",
 ]
