@@ -47,6 +47,16 @@ def table(results: dict) -> Table:
     return t
 
 
+def _save(fig, path: Path) -> Path:
+    """Write `fig` to `path` as a PNG (atomically) and free it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+    return path
+
+
 def plot(results: dict, path: Path) -> Path:
     """Two panels over the prompts: achieved loss (mean ± std, with the diagonal) and aligned nearest-training distance."""
     import matplotlib
@@ -69,10 +79,7 @@ def plot(results: dict, path: Path) -> Path:
     for a in (ax, bx):
         a.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_training(results: dict, path: Path) -> Path:
@@ -88,7 +95,4 @@ def plot_training(results: dict, path: Path) -> Path:
     ax.set(xlabel="step", ylabel="diffusion loss", yscale="log", title="denoiser training (equal budget)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
-    return path
+    return _save(fig, path)
