@@ -41,7 +41,10 @@ def add_parser(sub) -> None:
     inr.add_argument("--target-psnr", type=float, default=None)
     inr.add_argument("--hidden", type=int, nargs="+", default=[32, 32], help="hidden widths")
     inr.add_argument("--w0", type=float, default=30.0)
-    inr.add_argument("--first-init", choices=("siren", "torch"), default="siren")
+    inr.add_argument("--first-init", choices=("siren", "torch", "hidden"), default="siren",
+                     help="first layer's weight init: siren (U(±1/in)), torch (nn.Linear), hidden (the hidden layers' rule)")
+    inr.add_argument("--bias-init", choices=("torch", "zero"), default="torch",
+                     help="torch (nn.Linear's default) or zero; --first-init hidden --bias-init zero is DWSNets' INR init")
     inr.add_argument("--limit", type=int, default=None, help="only the first N samples")
     inr.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                      help="where to fit: auto takes CUDA when present, else every CPU core")
@@ -195,7 +198,7 @@ def run_build_inr(args) -> int:
 
     recipe = InrRecipe(args.init, args.permute, args.signs, args.views, args.upsample, args.steps, args.lr, args.target_psnr, args.seed)
     dim = 1 if args.dataset == "mnist1d" else 2
-    cfg = SirenConfig((dim, *args.hidden, 1), args.w0, args.first_init)
+    cfg = SirenConfig((dim, *args.hidden, 1), args.w0, args.first_init, args.bias_init)
     ranks = setup()
     try:
         m = build_inr_zoo(

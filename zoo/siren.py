@@ -15,27 +15,35 @@ import torch
 
 from weightspace.errors import ZooError
 
-FIRST_LAYER_INITS = ("siren", "torch")
+FIRST_LAYER_INITS = ("siren", "torch", "hidden")
+BIAS_INITS = ("torch", "zero")
 
 
 @dataclass(frozen=True)
 class SirenConfig:
-    """Architecture of a SIREN: widths (in, hidden…, out), frequency ω0, first-layer init.
+    """Architecture of a SIREN: widths (in, hidden…, out), frequency ω0, init scheme.
 
     first_init "siren" draws the first layer's weights from U(-1/in, 1/in) as the
-    paper does; "torch" uses nn.Linear's default U(-1/√in, 1/√in). Hidden and output
-    weights follow the paper, U(-√(6/in)/ω0, √(6/in)/ω0); biases nn.Linear's default.
+    paper does; "torch" uses nn.Linear's default U(-1/√in, 1/√in); "hidden" uses the
+    hidden layers' rule for it too. Hidden and output weights follow the paper,
+    U(-√(6/in)/ω0, √(6/in)/ω0). bias_init "torch" is nn.Linear's default
+    U(-1/√in, 1/√in); "zero" starts every bias at 0. first_init="hidden" with
+    bias_init="zero" is the init of DWSNets' INR code (the field's MNIST/FashionMNIST
+    INR datasets were fitted from it).
     """
 
     widths: tuple[int, ...] = (2, 32, 32, 1)
     w0: float = 30.0
     first_init: str = "siren"
+    bias_init: str = "torch"
 
     def __post_init__(self):
         if len(self.widths) < 2 or any(int(w) < 1 for w in self.widths):
             raise ZooError(f"SIREN widths must be at least (in, out) of positive ints, got {self.widths}")
         if self.first_init not in FIRST_LAYER_INITS:
             raise ZooError(f"unknown first-layer init {self.first_init!r}; expected one of {FIRST_LAYER_INITS}")
+        if self.bias_init not in BIAS_INITS:
+            raise ZooError(f"unknown bias init {self.bias_init!r}; expected one of {BIAS_INITS}")
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
 
     @property
@@ -55,7 +63,7 @@ class SirenConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SirenConfig":
-        return cls(tuple(d["widths"]), float(d["w0"]), d.get("first_init", "siren"))
+        return cls(tuple(d["widths"]), float(d["w0"]), d.get("first_init", "siren"), d.get("bias_init", "torch"))
 
     def module(self) -> torch.nn.Sequential:
         """The equivalent `nn.Sequential` (for tracing a spec, or using one stored INR)."""
@@ -68,12 +76,13 @@ def init_one(cfg: SirenConfig, generator: torch.Generator) -> dict[str, torch.Te
     """One SIREN's initial weights drawn from `generator` (unstacked)."""
     out = {}
     for i, (a, b) in enumerate(zip(cfg.widths[:-1], cfg.widths[1:])):
-        if i == 0:
+        if i == 0 and cfg.first_init != "hidden":
             bound = 1.0 / a if cfg.first_init == "siren" else 1.0 / math.sqrt(a)
         else:
             bound = math.sqrt(6.0 / a) / cfg.w0
         out[f"{2 * i}.weight"] = (torch.rand(b, a, generator=generator) * 2 - 1) * bound
-        out[f"{2 * i}.bias"] = (torch.rand(b, generator=generator) * 2 - 1) / math.sqrt(a)
+        bias = (torch.rand(b, generator=generator) * 2 - 1) / math.sqrt(a)
+        out[f"{2 * i}.bias"] = bias.zero_() if cfg.bias_init == "zero" else bias
     return out
 
 

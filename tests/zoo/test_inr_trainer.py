@@ -1,12 +1,14 @@
 """SIREN fitting: batched equals one-at-a-time, stored weights are nn.Sequential SIRENs, fits are accurate."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from zoo import siren
 from zoo.datasets import digits
 from zoo.inr_trainer import FitSettings, fit
 from zoo.inr_zoo import InrRecipe, init_seeds
+from weightspace.errors import ZooError
 
 
 def _setup(n: int = 6):
@@ -61,3 +63,19 @@ def test_init_rule_bounds():
     assert float(w["2.weight"].abs().max()) <= (6 / 16) ** 0.5 / 30
     torch_cfg = siren.SirenConfig(widths=(2, 16, 16, 1), first_init="torch")
     assert float(siren.init_one(torch_cfg, torch.Generator().manual_seed(0))["0.weight"].abs().max()) > 1 / 2
+
+
+def test_dwsnets_init_scheme():
+    """first_init="hidden" + bias_init="zero" (DWSNets' INR code): every layer on the hidden rule,
+    biases 0; the weights are the default scheme's draws (same generator stream) where the rules agree."""
+    cfg = siren.SirenConfig(widths=(2, 16, 16, 1), w0=30.0, first_init="hidden", bias_init="zero")
+    w = siren.init_one(cfg, torch.Generator().manual_seed(0))
+    base = siren.init_one(siren.SirenConfig(widths=(2, 16, 16, 1), w0=30.0), torch.Generator().manual_seed(0))
+    assert float(w["0.weight"].abs().max()) <= (6 / 2) ** 0.5 / 30
+    assert float(w["0.weight"].abs().max()) > 0.5 * (6 / 2) ** 0.5 / 30
+    assert all(float(w[k].abs().max()) == 0.0 for k in cfg.keys if k.endswith("bias"))
+    assert torch.equal(w["2.weight"], base["2.weight"]) and torch.equal(w["4.weight"], base["4.weight"])
+    assert siren.SirenConfig.from_dict(cfg.to_dict()) == cfg
+    assert siren.SirenConfig.from_dict({"widths": [2, 16, 1], "w0": 30.0}).bias_init == "torch"
+    with pytest.raises(ZooError, match="bias init"):
+        siren.SirenConfig(bias_init="normal")
