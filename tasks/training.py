@@ -51,12 +51,14 @@ class WeightData:
 
 @dataclass
 class FitConfig:
-    """Optimization settings (AdamW, cosine decay, gradient clipping)."""
+    """Optimization settings (AdamW, cosine decay, gradient clipping; label smoothing
+    of the classification loss)."""
 
     epochs: int = 50
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.0
+    label_smoothing: float = 0.0
     grad_clip: float | None = 1.0
     seed: int = 0
     device: str = "cpu"
@@ -123,9 +125,9 @@ def score(model, data: WeightData, prepare, task: str) -> float:
     return kendall_tau(out.squeeze(-1).numpy(), target.float().numpy())
 
 
-def _loss(out: torch.Tensor, target: torch.Tensor, task: str) -> torch.Tensor:
-    if task == "classify":
-        return F.cross_entropy(out, target)  # target: class indices or mixed soft labels
+def _loss(out: torch.Tensor, target: torch.Tensor, task: str, label_smoothing: float = 0.0) -> torch.Tensor:
+    if task == "classify":  # target: class indices or mixed soft labels
+        return F.cross_entropy(out, target, label_smoothing=label_smoothing)
     return F.mse_loss(out.squeeze(-1), target.float())
 
 
@@ -176,7 +178,7 @@ def fit(
                 w = augment(w, aug_gen)
             if mixup is not None and task == "classify" and len(y) > 1:
                 w, y = mixup(w, y, aug_gen)
-            loss = _loss(net(prepare(w)), y, task)
+            loss = _loss(net(prepare(w)), y, task, cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:

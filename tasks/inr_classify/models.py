@@ -32,7 +32,8 @@ READS = ("weights", "probes", "pixels")
 @dataclass(frozen=True)
 class Choice:
     """A model of the comparison: what it reads (one of `READS`), its builder, the
-    function that turns a batch into its input, and its defaults."""
+    function that turns a batch into its input, and its training defaults (epochs, lr,
+    augmentation recipe, label smoothing of the loss)."""
 
     name: str
     reads: str
@@ -41,6 +42,7 @@ class Choice:
     lr: float = 1e-3
     epochs: int = 40
     augment: str = "none"
+    label_smoothing: float = 0.0
 
     def __post_init__(self):
         if self.reads not in READS:
@@ -151,7 +153,8 @@ CHOICES = {c.name: c for c in [
     Choice("unf_ff", "weights", lambda d: fourier_classifier(d, "unf"), lr=3e-3),
     Choice("canon_hnp_ff", "weights", lambda d: canonical_classifier(d, "hnp"), prepare=_scaled, lr=3e-3, epochs=20),
     Choice("scale_gmn", "weights", scale_gmn, prepare=scaled_graph_batches, lr=3e-3, epochs=5),
-    Choice("gmn_probe", "probes", gmn_probe, prepare=graph_batches, lr=3e-3, epochs=8),
+    Choice("gmn_probe", "probes", gmn_probe, prepare=graph_batches, lr=3e-3, epochs=8, augment="affine",
+           label_smoothing=0.1),
     Choice("gmn_probe_rand", "probes", lambda d: gmn_probe(d, grid_init=False), prepare=graph_batches, lr=3e-3,
            epochs=10),
     Choice("recon_mlp", "pixels", lambda d: PixelMLP(d.pixels, d.num_classes), prepare=_pixels),

@@ -70,7 +70,8 @@ def train_one(name: str, data: InrSplits, seed: int, settings: Settings) -> dict
     torch.manual_seed(seed)
     model = choice.build(data)
     cfg = FitConfig(epochs=settings.epochs or choice.epochs, batch_size=settings.batch_size, lr=choice.lr,
-                    weight_decay=settings.weight_decay, seed=seed, progress=settings.progress)
+                    weight_decay=settings.weight_decay, label_smoothing=choice.label_smoothing, seed=seed,
+                    progress=settings.progress)
     augment, mixup = augmentation(augment_name(choice, settings), data)
     result = fit(model, splits["train"], splits["val"], cfg, prepare=prepare, augment=augment, mixup=mixup,
                  test=splits["test"], desc=f"{choice.name} seed {seed}")

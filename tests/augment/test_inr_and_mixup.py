@@ -93,6 +93,21 @@ def test_one_dimensional_inr_shift_and_scale():
         A.RandomInputAffine(spec, degrees=10)
 
 
+def test_inr_recipe_rotates_two_dimensional_inputs_only(siren):
+    """The recipe's affine map rotates 2-D coordinates (±10°) and shifts/scales a 1-D
+    INR's (MNIST-1D) without the rotation error."""
+    affine = lambda spec: next(t for t in A.inr_recipe(spec).transforms if isinstance(t, A.RandomInputAffine))  # noqa: E731
+    assert affine(siren[1]).degrees == 10
+    torch.manual_seed(0)
+    model = examples.siren((1, 8, 1))
+    spec = ws.infer_spec(model.state_dict(), activation="sin")
+    t = affine(spec)
+    assert (t.degrees, t.translate, t.scale) == (0, 0.05, (0.95, 1.05))
+    batch = {k: torch.stack([v] * 4) for k, v in model.state_dict().items()}
+    out = A.inr_recipe(spec)(batch, torch.Generator().manual_seed(0))
+    assert not torch.allclose(out["0.weight"], batch["0.weight"])
+
+
 def test_mixup_weights_and_labels_agree():
     torch.manual_seed(0)
     model = examples.siren((2, 8, 1))

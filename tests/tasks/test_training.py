@@ -47,6 +47,21 @@ class FlatBN(Flat):
         self.net = nn.Sequential(nn.Linear(24, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 2))
 
 
+def test_label_smoothing_is_the_training_loss():
+    """With lr 0 and one full batch, the recorded training loss is the smoothed cross
+    entropy (1 - ε)·NLL + ε·mean_k(−log p_k) of the model's outputs, not the plain one."""
+    torch.manual_seed(0)
+    model, data = Flat(), _data(40, 0)
+    with torch.no_grad():
+        logp = model(data.weights).log_softmax(-1)
+    nll = -logp.gather(1, data.targets[:, None]).mean()
+    smoothed = 0.9 * nll - 0.1 * logp.mean()
+    cfg = FitConfig(epochs=1, batch_size=40, lr=0.0, label_smoothing=0.1, progress=False)
+    loss = fit(model, data, _data(16, 1), cfg).curves["train_loss"][0]
+    assert loss == pytest.approx(float(smoothed), rel=1e-5)
+    assert abs(loss - float(nll)) > 1e-3
+
+
 @pytest.mark.parametrize("n", [1, 2, 33, 65, 129])
 def test_any_zoo_size_trains_with_batchnorm(n):
     """A last batch of one network is folded into the one before, so BatchNorm never sees
