@@ -21,6 +21,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="Adam steps per INR of a built zoo (default: 150 on mnist, 300 on other datasets)")
     p.add_argument("--lr", type=float, default=None, help="INR fitting learning rate of a built zoo (default 1e-3)")
     p.add_argument("--views", type=int, default=1, help="INRs per image of a built zoo (NFN's protocol: 10)")
+    p.add_argument("--first-init", choices=("siren", "torch", "hidden"), default=None,
+                   help="first-layer init of a built zoo's SIRENs (default: hidden on mnist, siren elsewhere)")
+    p.add_argument("--bias-init", choices=("torch", "zero"), default=None,
+                   help="bias init of a built zoo's SIRENs (default: zero on mnist, torch elsewhere; "
+                        "'--first-init siren --bias-init torch' is the SIREN paper's init)")
     p.add_argument("--target-psnr", type=float, default=None, help="stop fitting an INR at this PSNR (dB)")
     p.add_argument("--limit", type=int, default=None, help="build the zoo from the first N images only")
     p.add_argument("--models", nargs="+", default=None, help="model names (default: the main comparison)")
@@ -49,7 +54,7 @@ def main(args: argparse.Namespace) -> int:
         quiet = args.quiet or not ranks.is_main
         recipe = zoo_recipe(args.dataset, args.init, args.steps, args.lr, args.views, args.target_psnr)
         root = ensure_zoo(args.zoo or args.out / "zoo", args.dataset, recipe, progress=not quiet, ranks=ranks,
-                          limit=args.limit)
+                          limit=args.limit, first_init=args.first_init, bias_init=args.bias_init)
         data = InrSplits.load(root)
         settings = Settings(seeds=tuple(args.seeds), epochs=args.epochs, progress=not quiet,
                             workers=args.workers if ranks.world == 1 else 1, augment=args.augment)

@@ -18,18 +18,25 @@ from zoo import SirenConfig
 from zoo.datasets import grid_coords
 
 
-def fit_own_inr(image: torch.Tensor, seed: int, steps: int, lr: float, pixel_range=(-1.0, 1.0)) -> dict:
-    """A user's SIREN fit, independent of zoo.siren: nn.Linear layers with the SIREN
-    paper's weight init drawn from torch's global RNG (biases left at nn.Linear's
-    default), a plain autograd Adam loop on the image scaled to `pixel_range`."""
-    cfg = SirenConfig()
+def fit_own_inr(image: torch.Tensor, seed: int, steps: int, lr: float, pixel_range=(-1.0, 1.0),
+                cfg: SirenConfig = SirenConfig()) -> dict:
+    """A user's SIREN fit, independent of zoo.siren: nn.Linear layers drawn from torch's
+    global RNG with the init scheme `cfg` names (first layer U(±1/in) for "siren", the
+    hidden rule U(±√(6/in)/ω0) for "hidden", nn.Linear's own for "torch"; biases zeroed
+    for "zero", else nn.Linear's), a plain autograd Adam loop on the image scaled to
+    `pixel_range`."""
     torch.manual_seed(seed)
     net = cfg.module()
     linears = [m for m in net if isinstance(m, torch.nn.Linear)]
     with torch.no_grad():
         for i, layer in enumerate(linears):
-            bound = 1 / layer.in_features if i == 0 else (6 / layer.in_features) ** 0.5 / cfg.w0
+            if i == 0 and cfg.first_init == "torch":
+                continue
+            first = i == 0 and cfg.first_init == "siren"
+            bound = 1 / layer.in_features if first else (6 / layer.in_features) ** 0.5 / cfg.w0
             layer.weight.uniform_(-bound, bound)
+            if cfg.bias_init == "zero":
+                layer.bias.zero_()
     lo, hi = pixel_range
     target = (image.reshape(-1, 1) + 1) / 2 * (hi - lo) + lo
     coords = grid_coords(tuple(image.shape))
@@ -55,9 +62,9 @@ def measure(run: Path, n: int, steps: int, lr: float, progress: bool = True) -> 
     samples = torch.as_tensor(zoo.column("networks", "sample"))[test]
     labels = torch.as_tensor(zoo.column("networks", "label"))[test]
     data = load_dataset(zoo.manifest["dataset"]["source"])
-    own = [fit_own_inr(data.values[int(s)], seed=1000 + k, steps=steps, lr=lr)
-           for k, s in enumerate(tqdm(samples, desc="own fits", disable=not progress))]
     cfg = SirenConfig.from_dict(zoo.manifest["architecture"])
+    own = [fit_own_inr(data.values[int(s)], seed=1000 + k, steps=steps, lr=lr, cfg=cfg)
+           for k, s in enumerate(tqdm(samples, desc="own fits", disable=not progress))]
     rendered = evaluate(cfg, {k: torch.stack([sd[k] for sd in own]) for k in cfg.keys},
                         grid_coords(tuple(data.values.shape[1:]))).float()
     mse = ((rendered - data.values[samples].reshape(len(samples), -1)) ** 2).mean(1)

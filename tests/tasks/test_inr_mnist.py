@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from tasks.cli import add_parser
-from tasks.inr_classify.data import MAIN_BUDGET, zoo_recipe
+from tasks.inr_classify.data import MAIN_BUDGET, MAIN_INIT, zoo_recipe, zoo_siren
 from tasks.inr_classify.models import CHOICES, DEFAULT, READS, Choice
 from tasks.inr_classify.own_inrs import fit_own_inr
 from weightspace.errors import ConfigError
+from zoo import SirenConfig
 from zoo.datasets import grid_coords, load_dataset
 
 
@@ -46,6 +47,23 @@ def test_main_job_defaults_are_mnist_with_independent_inits():
     assert (control.init, control.permute, control.steps, control.lr) == ("shared", True, 300, 1e-3)
     given = zoo_recipe("mnist", "independent", steps=40, lr=2e-4, views=3, target_psnr=30.0)
     assert (given.steps, given.lr, given.views, given.target_psnr) == (40, 2e-4, 3, 30.0)
+    main = zoo_siren("mnist", args.first_init, args.bias_init)
+    assert (main.widths, main.w0, main.first_init, main.bias_init) == ((2, 32, 32, 1), 30.0, *MAIN_INIT)
+    assert MAIN_INIT == ("hidden", "zero")
+    assert (zoo_siren("mnist1d").widths, zoo_siren("digits").first_init, zoo_siren("digits").bias_init) == (
+        (1, 32, 32, 1), "siren", "torch")
+    assert zoo_siren("mnist", "siren", "torch") == SirenConfig()
+
+
+def test_users_own_fit_follows_the_zoo_init_scheme():
+    """`fit_own_inr` (other code than zoo.siren) draws the scheme the zoo names: at 0 steps the
+    DWSNets scheme has zero biases and every layer within the hidden rule; the paper's does not."""
+    image = load_dataset("mnist").values[0]
+    field = fit_own_inr(image, seed=3, steps=0, lr=1e-3, cfg=SirenConfig(first_init="hidden", bias_init="zero"))
+    paper = fit_own_inr(image, seed=3, steps=0, lr=1e-3)
+    assert all(float(field[k].abs().max()) == 0.0 for k in ("0.bias", "2.bias", "4.bias"))
+    assert float(field["0.weight"].abs().max()) <= (6 / 2) ** 0.5 / 30 < float(paper["0.weight"].abs().max())
+    assert float(paper["0.bias"].abs().max()) > 0.0
 
 
 def test_every_model_states_what_it_reads():
@@ -85,6 +103,7 @@ def test_tiny_mnist_run_learns_above_chance(mnist_run):
     manifest = json.loads((mnist_run / "zoo" / "manifest.json").read_text())
     assert manifest["dataset"]["source"] == "mnist" and manifest["recipe"]["init"] == "independent"
     assert manifest["recipe"]["steps"] == 60
+    assert (manifest["architecture"]["first_init"], manifest["architecture"]["bias_init"]) == MAIN_INIT
     assert results["dataset"] == "mnist" and results["recipe"] == "independent"
     assert sum(results["sizes"].values()) == 300
     assert {n: m["reads"] for n, m in results["models"].items()} == {"stats": "weights", "recon_mlp": "pixels"}
