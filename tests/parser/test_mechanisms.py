@@ -386,6 +386,17 @@ def test_guards_of_a_dimension_marked_dynamic_are_warned_about():
     assert "args[0].shape[0] > 3" in str(warning.message)
 
 
+def test_index_put_with_a_boolean_mask_freezes_with_a_warning():
+    """`h[h > 1] = 0.5` is an index_put whose one mask index spans several axes: frozen, named."""
+    def clip(m, h):
+        h = torch.relu(h).clone()
+        h[h > 1.0] = 0.5
+        return h
+
+    spec, messages = parse_case(Case("mask_put", seeded(lambda: Sandwich(clip)), (((X,), {}),), []))[1:]
+    assert not spec.groups and any("index_put" in m and "boolean-mask" in m for m in messages)
+
+
 @pytest.mark.parametrize("op", [
     pytest.param(lambda h: h[torch.nonzero(h[:, 0] > 0).squeeze(-1)], id="nonzero"),
     pytest.param(lambda h: h[torch.where(h[:, 0] > 0)[0]], id="where-mask"),
