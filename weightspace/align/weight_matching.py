@@ -116,6 +116,7 @@ class _Problem:
     pairs: dict[str, dict[str, list[tuple[str, int, int]]]] = field(default_factory=dict)
     cache: dict[tuple[str, int], "_SlotCache"] = field(default_factory=dict)
     dots: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # `_key_objective`
+    fixed: dict[tuple[str, int], torch.Tensor] = field(default_factory=dict)  # small slots' fixed terms (`_similarity`)
     duals: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)  # per (group, pair): its last solve's (`lap`)
     a_flat: dict[str, torch.Tensor] = field(init=False)
 
@@ -282,8 +283,10 @@ def _rows(t: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
 def _similarity(p: _Problem, name: str, perms: Perms, rows=None, skip: frozenset = frozenset()) -> torch.Tensor:
     """C[p, i, j] = <A at i, B with the group's current permutation undone at j>, summed over slots.
 
-    Computed for every pair (the slot caches hold all pairs), then the pairs `rows` taken.
-    Tensors under `CACHED_MIN` elements are contracted afresh (cheaper than a cache's bookkeeping).
+    Computed for every pair (the slot caches hold all pairs), then the pairs `rows` taken, on
+    the CPU in the contractions' dtype (the solver reads float32 as is). Tensors under
+    `CACHED_MIN` elements are contracted afresh (cheaper than a cache's bookkeeping), except
+    where the slot's group is the tensor's only group: that term never changes and is kept.
     """
     n = p.sizes[name]
     device = p.a[p.slots[name][0][0]].device
@@ -294,12 +297,21 @@ def _similarity(p: _Problem, name: str, perms: Perms, rows=None, skip: frozenset
             continue
         if p.a[key][0].numel() >= CACHED_MIN:
             term = _slot_similarity(p, key, dim, undo, perms)  # the cache's own tensor: never written into
+        elif (key, dim) in p.fixed:
+            term = p.fixed[(key, dim)]
         else:  # B undone before the contraction: a gather of the small tensor, not of the (n, n) result
             term = _contract(p.a[key], _take_rows(p.factored(key), undo, dim), dim)
+            if _alone(p, key, dim):
+                p.fixed[(key, dim)] = term
         m = term if m is None else m + term
     if m is None:
         m = torch.zeros(p.batch, n, n)
-    return _rows(m.to("cpu", torch.float64), rows)
+    return _rows(m.cpu(), rows)
+
+
+def _alone(p: _Problem, key: str, dim: int) -> bool:
+    """Whether (key, dim) is the only group factor of the tensor `key` (its term of C is then fixed)."""
+    return all(k != key or d == dim for slots in p.slots.values() for k, d in slots)
 
 
 def _set(p: _Problem, new: Perms, perms: Perms, rows: torch.Tensor | None = None) -> None:
@@ -356,7 +368,7 @@ def _hierarchical(p: _Problem, outer: str, perms: Perms, row: int) -> Perms:
     n = p.sizes[outer]
     at = torch.tensor([row])
     paired = frozenset((key, dg) for inner in p.pairs[outer].values() for key, dg, _ in inner)
-    score = _similarity(p, outer, perms, at, skip=paired)[0]
+    score = _similarity(p, outer, perms, at, skip=paired)[0].double()
     joint: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     for inner, where in p.pairs[outer].items():
         m = p.sizes[inner]
@@ -368,8 +380,8 @@ def _hierarchical(p: _Problem, outer: str, perms: Perms, row: int) -> Perms:
             t = torch.tensordot(ta, tb, dims=(list(range(2, ta.dim())),) * 2).to("cpu", torch.float64)
             s += t[:, :, inv_o][:, :, :, inv_i]
         s = s.permute(0, 2, 1, 3)
-        inner_only = _similarity(p, inner, perms, at, skip=frozenset((key, di) for key, _, di in where))[0]
-        score += torch.tensor([[assignment_value(s[i, j] + inner_only / n) for j in range(n)] for i in range(n)])
+        inner_only = _similarity(p, inner, perms, at, skip=frozenset((key, di) for key, _, di in where))[0].double()
+        score = score + torch.tensor([[assignment_value(s[i, j] + inner_only / n) for j in range(n)] for i in range(n)])
         joint[inner] = (s, inner_only)
     heads = best_permutation(score)
     new = {outer: heads}
