@@ -68,6 +68,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 import itertools
+import math
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -127,12 +128,22 @@ class _Problem:
     fixed: dict[tuple[str, int], torch.Tensor] = field(default_factory=dict)  # small slots' fixed terms (`_similarity`)
     duals: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)  # per (group, pair): its last solve's (`lap`)
     groups_at: dict[str, list[tuple[int, str]]] = field(init=False)  # per tensor: (dim, group) of its group factors
+    plans: dict[str, "_Plan"] = field(init=False)  # per tensor: how `_layout` indexes it
+    native: bool = field(init=False)  # the objective by `lap.gathered_dot` (CPU, float32/64, the library built)
 
     def __post_init__(self):
         self.groups_at = {k: [] for k in self.a}
         for name, slots in self.slots.items():
             for key, dim in slots:
                 self.groups_at[key].append((dim, name))
+        self.plans = {k: _plan(t.shape[1:], {dim - 1: g for dim, g in self.groups_at[k]}) for k, t in self.a.items()}
+        first = next(iter(self.a.values()), None)
+        self.native = (lap.native_available() and first is not None and first.device.type == "cpu"
+                       and first.dtype in (torch.float32, torch.float64))
+
+    def alone(self, key: str, dim: int) -> bool:
+        """Whether (key, dim) is the only group factor of the tensor `key` (its term of C is then fixed)."""
+        return len(self.groups_at[key]) == 1
 
     def at(self, key: str) -> tuple[torch.Tensor, ...]:
         """The current permutations of the groups acting on `key` (the tensors themselves: compared by identity)."""
@@ -155,7 +166,7 @@ def _problem(spec: WeightSpec, sd_a, sd_b, keys: list[str], n: int, dtype: torch
     pairs: dict[str, dict[str, list[tuple[str, int, int]]]] = {}
     for key in keys:
         entry = spec.entries[key]
-        a[key] = sd_a[key].detach().to(dtype).reshape(n, *entry.factored_shape)
+        a[key] = sd_a[key].detach().to(dtype).reshape(n, *entry.factored_shape).contiguous()
         b[key] = sd_b[key].detach().to(dtype).contiguous()
         dim = 1
         for axis in entry.axes:
@@ -347,17 +358,12 @@ def _similarity(p: _Problem, name: str, perms: Perms, rows=None, skip: frozenset
             term = p.fixed[(key, dim)]
         else:  # B undone before the contraction: a gather of the small tensor, not of the (n, n) result
             term = _contract(p.a[key], _take_rows(p.factored(key), undo, dim), dim)
-            if _alone(p, key, dim):
+            if p.alone(key, dim):
                 p.fixed[(key, dim)] = term
         m = term if m is None else m + term
     if m is None:
         m = torch.zeros(p.batch, n, n)
     return _rows(m.cpu(), rows)
-
-
-def _alone(p: _Problem, key: str, dim: int) -> bool:
-    """Whether (key, dim) is the only group factor of the tensor `key` (its term of C is then fixed)."""
-    return all(k != key or d == dim for slots in p.slots.values() for k, d in slots)
 
 
 def _set(p: _Problem, new: Perms, perms: Perms, rows: torch.Tensor | None = None) -> None:
@@ -369,37 +375,60 @@ def _set(p: _Problem, new: Perms, perms: Perms, rows: torch.Tensor | None = None
         perms[name] = v if rows is None else perms[name].clone().index_copy_(0, rows, v)
 
 
+_Axis = tuple[int, int, "str | None"]  # (size, stride, group acting on it or None)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A tensor split for `lap.gathered_dot`: the dims before the last one a group acts on (rows), that
+    dim (columns), and the contiguous tail after it. `last` None: no group acts, one contiguous run."""
+
+    lead: tuple[_Axis, ...]
+    last: _Axis | None
+    numel: int
+
+
+def _plan(shape: torch.Size, grouped: dict[int, str]) -> _Plan:
+    strides = [math.prod(shape[d + 1:]) for d in range(len(shape))]
+    axes = [(int(size), strides[d], grouped.get(d)) for d, size in enumerate(shape)]
+    if not grouped:
+        return _Plan((), None, math.prod(shape))
+    last = max(grouped)
+    return _Plan(tuple(axes[:last]), axes[last], math.prod(shape))
+
+
+_ZERO = np.zeros(1, dtype=np.int64)
+
+
 def _layout(p: _Problem, key: str, pair: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """`lap.gathered_dot`'s offsets of B' of `key` for one pair: (row offsets, column offsets, tail).
+    """`lap.gathered_dot`'s offsets of B' of `key` for one pair (see `_Plan`): (row offsets, column offsets, tail).
 
-    The factored dims split at the last one a group acts on: the dims before it are the rows,
-    it is the columns, the dims after it a contiguous tail read as is (numpy: these are small
-    index arrays, where torch's per-call cost would dominate).
+    numpy: these are small index arrays, where torch's per-call cost would dominate.
     """
-    shape = list(p.a[key].shape[1:])
-    grouped = {dim - 1: g for dim, g in p.groups_at[key]}
-    last = max(grouped, default=len(shape) - 1)
-    if last < 0:  # a scalar
-        return np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), 1
-    strides = [int(np.prod(shape[d + 1:], dtype=np.int64)) for d in range(len(shape))]
+    plan = p.plans[key]
+    if plan.last is None:
+        return _ZERO, _ZERO, plan.numel
 
-    def index(d: int) -> np.ndarray:
-        at = p.perms[grouped[d]][pair].numpy() if d in grouped else np.arange(shape[d], dtype=np.int64)
-        return at * strides[d]
+    def index(axis: _Axis) -> np.ndarray:
+        size, stride, group = axis
+        at = p.perms[group][pair].numpy() if group is not None else np.arange(size, dtype=np.int64)
+        return at if stride == 1 else at * stride
 
-    off = np.zeros(shape[:last], dtype=np.int64)
-    for d in range(last):
-        view = [1] * last
-        view[d] = shape[d]
-        off = off + index(d).reshape(view)
-    return np.ascontiguousarray(off.reshape(-1)), np.ascontiguousarray(index(last)), strides[last]
+    off = _ZERO
+    if plan.lead:
+        off = np.zeros([size for size, _, _ in plan.lead], dtype=np.int64)
+        for d, axis in enumerate(plan.lead):
+            view = [1] * len(plan.lead)
+            view[d] = axis[0]
+            off = off + index(axis).reshape(view)
+        off = np.ascontiguousarray(off.reshape(-1))
+    return off, np.ascontiguousarray(index(plan.last)), plan.last[1]
 
 
 def _key_dots(p: _Problem, key: str, pairs: list[int]) -> torch.Tensor:
     """<A_key, B'_key> of the pairs `pairs` (float64, CPU): by index from B with the native kernel, else from B'."""
     a, b = p.a[key], p.b[key]
-    if lap.native_available() and a.device.type == "cpu" and a.dtype in (torch.float32, torch.float64):
-        a, b = a.contiguous(), b.contiguous()
+    if p.native:
         out = []
         for i in pairs:
             off, col, tail = _layout(p, key, i)
