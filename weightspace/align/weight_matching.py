@@ -346,9 +346,7 @@ def _similarity(p: _Problem, name: str, perms: Perms, rows=None, skip: frozenset
     where the slot's group is the tensor's only group: that term never changes and is kept.
     """
     n = p.sizes[name]
-    device = p.a[p.slots[name][0][0]].device
-    undo = torch.argsort(perms[name], dim=-1).to(device)
-    m = None
+    m, owned = None, False  # owned: m is this call's own sum (added into in place), not a cached term
     for key, dim in p.slots[name]:
         if (key, dim) in skip:
             continue
@@ -357,10 +355,16 @@ def _similarity(p: _Problem, name: str, perms: Perms, rows=None, skip: frozenset
         elif (key, dim) in p.fixed:
             term = p.fixed[(key, dim)]
         else:  # B undone before the contraction: a gather of the small tensor, not of the (n, n) result
+            undo = torch.argsort(perms[name], dim=-1).to(p.a[key].device)
             term = _contract(p.a[key], _take_rows(p.factored(key), undo, dim), dim)
             if p.alone(key, dim):
                 p.fixed[(key, dim)] = term
-        m = term if m is None else m + term
+        if m is None:
+            m = term
+        elif owned:
+            m += term
+        else:
+            m, owned = m + term, True
     if m is None:
         m = torch.zeros(p.batch, n, n)
     return _rows(m.cpu(), rows)
