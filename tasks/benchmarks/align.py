@@ -181,8 +181,6 @@ def solver_times(matrices: list) -> dict[str, float | str]:
     def value(m, cols):
         return float(m[np.arange(len(cols)), cols].sum())
 
-    matrices = [np.asarray(m, dtype=np.float64) for m in matrices]  # weight matching passes float32: one dtype for all
-
     solvers = {"scipy": lambda m: linear_sum_assignment(m, maximize=True)[1], "ours_cold": lambda m: lap.solve(m)[0]}
     try:
         import lapjv

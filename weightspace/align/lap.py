@@ -39,9 +39,8 @@ def _library() -> ctypes.CDLL | None:
         warnings.warn(f"weightspace.align: the native assignment solver could not be built ({err}); using scipy",
                       RuntimeWarning, stacklevel=3)
         return None
-    for fn in (lib.ws_lap_solve, lib.ws_lap_solve_f32):
-        fn.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32]
-        fn.restype = ctypes.c_int64
+    lib.ws_lap_solve.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32]
+    lib.ws_lap_solve.restype = ctypes.c_int64
     for fn in (lib.ws_gathered_dot, lib.ws_gathered_dot_f32):
         fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
                        ctypes.c_void_p, ctypes.c_int64]
@@ -55,22 +54,19 @@ def _native() -> ctypes.CDLL | None:
 
 def solve(matrix: np.ndarray, start: np.ndarray | None = None, duals: np.ndarray | None = None
           ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Columns maximizing sum_i matrix[i, cols[i]] (square, finite float32 or float64) and this solve's column duals.
+    """Columns maximizing sum_i matrix[i, cols[i]] (square, finite float64) and this solve's column duals.
 
     `start` (a permutation) and `duals` (default zeros) warm-start the native solver; the
-    duals returned are None where scipy solved. A float32 matrix is read as is (the
-    solver works in float64 on its values: the same answer as on the matrix converted).
+    duals returned are None where scipy solved.
     """
     lib = _native()
     if lib is None:
         return linear_sum_assignment(matrix, maximize=True)[1], None
     n = matrix.shape[0]
-    single = matrix.dtype == np.float32
-    matrix = np.ascontiguousarray(matrix, dtype=np.float32 if single else np.float64)
+    matrix = np.ascontiguousarray(matrix, dtype=np.float64)
     cols = np.array(start, dtype=np.int64) if start is not None else np.full(n, -1, dtype=np.int64)
     v = np.array(duals, dtype=np.float64) if duals is not None else np.zeros(n, dtype=np.float64)
-    run = lib.ws_lap_solve_f32 if single else lib.ws_lap_solve
-    if run(n, matrix.ctypes.data, cols.ctypes.data, v.ctypes.data, 1) < 0:
+    if lib.ws_lap_solve(n, matrix.ctypes.data, cols.ctypes.data, v.ctypes.data, 1) < 0:
         return linear_sum_assignment(matrix, maximize=True)[1], None
     return cols, v
 
@@ -93,12 +89,13 @@ def gathered_dot(a: torch.Tensor, b: torch.Tensor, off: np.ndarray, col: np.ndar
 
 
 def _finite(score: torch.Tensor) -> np.ndarray:
-    """`score` as a CPU array, float32 kept (no copy), other dtypes as float64; non-finite entries clamped (float64)."""
+    """`score` as a float64 CPU array (numpy's conversion and finiteness check: several times faster
+    than torch's on the CPU), non-finite entries clamped."""
     score = score.detach().cpu()
-    matrix = score.numpy() if score.dtype == torch.float32 else score.to(torch.float64).numpy()
-    if not np.isfinite(matrix).all():  # numpy's check: many times faster than torch.isfinite on the CPU
+    matrix = score.numpy().astype(np.float64) if score.dtype == torch.float32 else score.to(torch.float64).numpy()
+    if not np.isfinite(matrix).all():
         big = np.finfo(np.float64).max / 4
-        matrix = np.nan_to_num(matrix.astype(np.float64), nan=0.0, posinf=big, neginf=-big)
+        matrix = np.nan_to_num(matrix, nan=0.0, posinf=big, neginf=-big)
     return matrix
 
 

@@ -15,12 +15,10 @@
 
 namespace {
 
-// score: n*n row-major, float or double (read as double: a float score gives the same answer
-// as the same values converted first). col4row: in (warm) the earlier assignment, out the
-// optimum. v: in (warm) the earlier column duals, out this solve's. Returns the augmented
-// rows, or -1 when a row has no finite path (non-finite scores).
-template <typename T>
-int64_t solve(int64_t n, const T* score, int64_t* col4row, double* v, int32_t warm) {
+// score: n*n row-major. col4row: in (warm) the earlier assignment, out the optimum.
+// v: in (warm) the earlier column duals, out this solve's. Returns the augmented rows, or -1
+// when a row has no finite path (non-finite scores).
+int64_t solve(int64_t n, const double* score, int64_t* col4row, double* v, int32_t warm) {
   const double inf = std::numeric_limits<double>::infinity();
   std::vector<double> u(n), spc(n);
   std::vector<int64_t> row4col(n, -1), path(n, -1), remaining(n), free_rows;
@@ -29,17 +27,17 @@ int64_t solve(int64_t n, const T* score, int64_t* col4row, double* v, int32_t wa
     for (int64_t j = 0; j < n; ++j) v[j] = 0.0;
   }
   for (int64_t i = 0; i < n; ++i) {
-    const T* row = score + i * n;
+    const double* row = score + i * n;
     double low = inf;
     for (int64_t j = 0; j < n; ++j) {
-      const double r = -static_cast<double>(row[j]) - v[j];
+      const double r = -row[j] - v[j];
       if (r < low) low = r;
     }
     u[i] = low;
   }
   for (int64_t i = 0; i < n; ++i) {
     const int64_t j = warm ? col4row[i] : -1;
-    if (j >= 0 && j < n && row4col[j] == -1 && -static_cast<double>(score[i * n + j]) - v[j] == u[i]) {
+    if (j >= 0 && j < n && row4col[j] == -1 && -score[i * n + j] - v[j] == u[i]) {
       row4col[j] = i;
     } else {
       col4row[i] = -1;
@@ -58,10 +56,10 @@ int64_t solve(int64_t n, const T* score, int64_t* col4row, double* v, int32_t wa
       int64_t index = -1;
       double lowest = inf;
       sr[i] = 1;
-      const T* row = score + i * n;
+      const double* row = score + i * n;
       for (int64_t k = 0; k < left; ++k) {
         const int64_t j = remaining[k];
-        const double r = min_val - static_cast<double>(row[j]) - u[i] - v[j];
+        const double r = min_val - row[j] - u[i] - v[j];
         if (r < spc[j]) {
           path[j] = i;
           spc[j] = r;
@@ -156,10 +154,6 @@ double ws_gathered_dot_f32(const float* a, const float* b, int64_t rows, const i
 }
 
 int64_t ws_lap_solve(int64_t n, const double* score, int64_t* col4row, double* v, int32_t warm) {
-  return solve(n, score, col4row, v, warm);
-}
-
-int64_t ws_lap_solve_f32(int64_t n, const float* score, int64_t* col4row, double* v, int32_t warm) {
   return solve(n, score, col4row, v, warm);
 }
 

@@ -341,7 +341,7 @@ def _similarity(p: _Problem, name: str, perms: Perms, rows=None, skip: frozenset
     """C[p, i, j] = <A at i, B with the group's current permutation undone at j>, summed over slots.
 
     Computed for every pair (the slot caches hold all pairs), then the pairs `rows` taken, on
-    the CPU in the contractions' dtype (the solver reads float32 as is). Tensors under
+    the CPU in the contractions' dtype. Tensors under
     `CACHED_MIN` elements are contracted afresh (cheaper than a cache's bookkeeping), except
     where the slot's group is the tensor's only group: that term never changes and is kept.
     """
