@@ -220,17 +220,19 @@ def _take_rows(y: torch.Tensor, index: torch.Tensor, dim: int) -> torch.Tensor:
     return y.gather(dim, index.view(view).expand(shape))
 
 
-def _columns_first(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """(pairs, rest, n), contiguous: `t` with `dim` last and the other entry dims flattened first."""
-    return t.movedim(dim, -1).reshape(t.shape[0], -1, t.shape[dim]).contiguous()
+def _columns_first(t: torch.Tensor, dim: int, copy: bool) -> torch.Tensor:
+    """(pairs, rest, n): `t` with `dim` last and the other entry dims flattened first; contiguous if `copy`."""
+    out = t.movedim(dim, -1).reshape(t.shape[0], -1, t.shape[dim])
+    return out.contiguous() if copy else out
 
 
 def _new_cache(p: _Problem, key: str, dim: int) -> _SlotCache:
+    """A slot's cache; where no other group acts on the tensor, M is computed once, from views (no copies)."""
     shape = p.a[key].shape
     rest = [s for i, s in enumerate(shape) if i not in (0, dim)]
     others = [(d - 1 if d < dim else d - 2, g) for g, slots in p.slots.items() for k, d in slots if k == key and d != dim]
     b = p.b[key].reshape(shape)
-    return _SlotCache(_columns_first(p.a[key], dim), _columns_first(b, dim), others, rest)
+    return _SlotCache(_columns_first(p.a[key], dim, bool(others)), _columns_first(b, dim, bool(others)), others, rest)
 
 
 def _moved_columns(cache: _SlotCache, perms: Perms) -> torch.Tensor:
@@ -287,7 +289,8 @@ def _slot_similarity(p: _Problem, key: str, dim: int, perms: Perms) -> torch.Ten
             cache.m = cache.m + _product(a.transpose(1, 2), (now - then).transpose(1, 2))
             cache.then = {g: perms[g] for _, g in cache.others}
             return cache.m
-    cache.m = _product(cache.a.transpose(1, 2), _columns(cache, _sources(cache, perms, p.batch)).transpose(1, 2))
+    b = _columns(cache, _sources(cache, perms, p.batch)) if cache.others else cache.b
+    cache.m = _product(cache.a.transpose(1, 2), b.transpose(1, 2))
     cache.then = {g: perms[g] for _, g in cache.others}
     return cache.m
 
