@@ -55,8 +55,9 @@ Work per solve: a group is solved again only once a group its similarity depends
 moved; large slots keep their contraction between solves and update it on the columns
 another group moved, found from the permutations (`_SlotCache`); each entry's term of J is
 kept until the entry moves, and computed on the CPU without a permuted copy
-(`lap.gathered_dot`: float64 sums of the exact products of float32 entries). The tensors and contractions stay on the state dicts' device
-(CUDA included), the permutations, solves and bookkeeping on the CPU. Each solve is
+(`lap.gathered_dot`: float64 sums of the exact products of float32 entries; elsewhere from
+B'). The tensors and contractions stay on the state dicts' device (CUDA included), the
+permutations, solves and bookkeeping on the CPU. Each solve is
 warm-started from the group's current permutation and the duals of its last solve (`lap`):
 late in descent, when a neighbour moved a few units, only the rows that lost their match
 are augmented (issue-20 MLP trained 3 epochs: 24 solves in 0.23 s against 0.46 s for
@@ -156,7 +157,8 @@ class _Problem:
         if hit is None or len(hit[0]) != len(at) or any(x is not y for x, y in zip(hit[0], at)):
             moves = {g: self.perms[g][0] if self.batch == 1 else self.perms[g] for _, g in self.groups_at[key]}
             entry = self.spec.entries[key]
-            hit = self.shown[key] = (at, apply_entry(entry, self.b[key], GroupElement(moves), self.spec.groups, batch_dims=1))
+            moved = apply_entry(entry, self.b[key], GroupElement(moves), self.spec.groups, batch_dims=1)
+            hit = self.shown[key] = (at, moved)
         t = hit[1]
         return t if t.shape == self.a[key].shape else t.reshape(self.a[key].shape)
 
