@@ -1,5 +1,5 @@
 """Every error weightspace, its zoo and its jobs raise on bad input: one base class,
-named subclasses, all in this module.
+named subclasses, all in this module (and the parser's named warning).
 
 Each carries the offending file, key or axis in its message so that a user can find
 what was wrong without reading a traceback into our internals. An error that replaces
@@ -92,6 +92,11 @@ class TraceError(WeightspaceError):
 
 class UnknownOpError(WeightspaceError):
     """strict parsing met an op without a symmetry rule."""
+
+
+class ShapeGuardWarning(UserWarning):
+    """torch.export recorded conditions on input shapes (a branch on `x.shape`): the traced
+    graph, and so the spec, holds only for input shapes that meet them."""
 
 
 class InferenceError(WeightspaceError):

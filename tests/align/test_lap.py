@@ -72,3 +72,21 @@ def test_scipy_serves_when_switched_off(monkeypatch):
     cols, duals = lap.solve(m, np.arange(30), np.zeros(30))
     assert duals is None
     assert np.array_equal(cols, linear_sum_assignment(m, maximize=True)[1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gathered_dot_is_the_dot_with_the_permuted_tensor(dtype):
+    gen = torch.Generator().manual_seed(3)
+    a, b = (torch.randn(6, 5, 4, 3, generator=gen, dtype=dtype) for _ in range(2))
+    p0, p1 = torch.randperm(6, generator=gen), torch.randperm(5, generator=gen)
+    moved = b[p0][:, p1]  # B' = B at the permutations of dims 0 and 1; dims 2, 3 a contiguous tail of 12
+    off = (p0.numpy() * 60).astype(np.int64)
+    col = (p1.numpy() * 12).astype(np.int64)
+    value = lap.gathered_dot(a, b, off, col, 12)
+    assert value == pytest.approx(float(torch.dot(a.double().reshape(-1), moved.double().reshape(-1))), rel=1e-12)
+    square = torch.randn(7, 7, generator=gen, dtype=dtype)  # both dims permuted: no tail
+    q0, q1 = torch.randperm(7, generator=gen), torch.randperm(7, generator=gen)
+    expected = float(torch.dot(square.double().reshape(-1), square[q0][:, q1].double().reshape(-1)))
+    got = lap.gathered_dot(square, square, (q0.numpy() * 7).astype(np.int64), q1.numpy().astype(np.int64), 1)
+    assert got == pytest.approx(expected, rel=1e-12)
+    assert got != pytest.approx(float(torch.dot(square.double().reshape(-1), square.double().reshape(-1))), rel=1e-6)

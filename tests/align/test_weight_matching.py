@@ -160,6 +160,23 @@ def test_pairs_solved_on_two_threads_equal_one_thread():
     torch.testing.assert_close(two.objective, one.objective, rtol=1e-6, atol=0)  # 2 threads: other summation orders
 
 
+@pytest.mark.parametrize("name", ["resnet_blocks", "transformer_block"])
+def test_the_objective_without_the_native_kernel_gives_the_same_answer(name, monkeypatch):
+    import importlib
+
+    wm = importlib.import_module("weightspace.align.weight_matching")  # the module, not the function
+
+    model, _, spec = parsed(name)
+    a = state(model)
+    b = noisy(spec.apply(a, spec.random_element(torch.Generator().manual_seed(4))), 0.3, seed=1)
+    native = weight_matching(spec, a, b)
+    monkeypatch.setattr(wm.lap, "native_available", lambda: False)  # J from B' materialized, summed by torch
+    plain = weight_matching(spec, a, b)
+    assert _same_perms(native.element, plain.element, spec.groups)
+    assert native.objective == pytest.approx(plain.objective, rel=1e-12)
+    assert native.objective == pytest.approx(alignment_objective(spec, a, b, native.element), rel=1e-9)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("name", ["mlp", "resnet_blocks"])
 def test_recovers_planted_permutation_on_cuda(name):

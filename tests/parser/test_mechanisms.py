@@ -15,10 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import weightspace as ws
-from weightspace.errors import SpecVerificationError, TraceError
+from weightspace.errors import ShapeGuardWarning, SpecVerificationError, TraceError
 from weightspace.parser.verify import verify
 
-from .catalogue import Case, check_each_group_alone, check_symmetry, outputs, parse_case, rel_change, seeded, x64
+from .catalogue import (Case, check_each_group_alone, check_symmetry, outputs, parse_case, redraw, rel_change, seeded,
+                        x64)
 
 
 # ---------------------------------------------------------------------------- models
@@ -165,6 +166,18 @@ class ShapeOnly(nn.Module):
         return self.b(h + torch.zeros_like(torch.special.bessel_j0(h)))
 
 
+class ShapeBranch(nn.Module):
+    """A branch on the batch size: large batches run `a`, small ones `b`."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp, self.a, self.b, self.out = nn.Linear(4, 8), nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.inp(x))
+        return self.out(torch.tanh(self.a(h) if x.shape[0] > 3 else self.b(h)))
+
+
 class OneHotTokens(nn.Module):
     """Token ids (a model input) one-hot encoded and multiplied into a table: the classes are
     fixed positions (the table's rows fixed), its columns a hidden group."""
@@ -257,6 +270,7 @@ CASES = [
     Case("cat_unequal", seeded(UnequalCat), (((X,), {}),), [4]),
     Case("cat_coprime", seeded(lambda: UnequalCat((3, 5))), (((X,), {}),), []),
     Case("split_unequal_qkv", seeded(UnequalQKV), (((x64(2, 5, 3),), {}),), [4, 6]),
+    Case("shape_branch_both_traced", seeded(ShapeBranch), (((X,), {}), ((X[:2],), {})), [8, 8]),
 ]
 
 
@@ -317,6 +331,70 @@ def test_prelu_slope_moves_with_its_channel():
 def test_shape_only_use_warns_about_nothing():
     _, _, messages = parse_case(next(c for c in CASES if c.name == "shape_only_use"))
     assert not [m for m in messages if "bessel" in m]
+
+
+def _parse_recording(model, args, **kwargs):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        spec = ws.parse(model, args, **kwargs)
+    return spec, [w for w in caught if issubclass(w.category, ShapeGuardWarning)]
+
+
+def test_shape_branch_is_warned_about_with_check_shapes():
+    """Traced on 5 rows only, the spec says which shapes it was traced on; check_shapes=True
+    reads the branch condition torch.export records and warns, naming it."""
+    spec, shape_warnings = _parse_recording(seeded(ShapeBranch)(), (X,))
+    assert not shape_warnings
+    assert any("input shapes args[0] (5, 4)" in n for n in spec.notes)
+    spec, shape_warnings = _parse_recording(seeded(ShapeBranch)(), (X,), check_shapes=True)
+    (warning,) = shape_warnings
+    assert "args[0].shape[0] > 3" in str(warning.message) and "other_calls" in str(warning.message)
+    assert "args[0].shape[1] == 4" in str(warning.message)  # pinned, listed after the condition
+    assert any("args[0].shape[0] > 3" in n for n in spec.notes)
+
+
+def test_shape_branch_traced_once_is_not_a_symmetry_of_the_other_branch():
+    """Why the warning matters: a's group, found on the 5-row call, moves the outputs of a
+    2-row call (where b runs); traced on both (the catalogue case), b joins it."""
+    model = seeded(ShapeBranch)()
+    spec = ws.parse(model, (X,))
+    assert sorted(g.size for g in spec.groups.values()) == [8, 8]
+    (name,) = [n for n in spec.groups if ("a.weight", 0) in {(m.key, m.axis) for m in spec.members(n)}]
+    sd = redraw(model, 0)
+    shift = ws.GroupElement({name: torch.roll(torch.arange(8), 1)})
+    small = (((X[:2],), {}),)
+    assert rel_change(outputs(model, spec.apply(sd, shift, strict=False), small), outputs(model, sd, small)) > 1e-3
+    both = parse_case(next(c for c in CASES if c.name == "shape_branch_both_traced"))[1]
+    (joined,) = [n for n in both.groups if ("a.weight", 0) in {(m.key, m.axis) for m in both.members(n)}]
+    assert {("b.weight", 0), ("out.weight", 1)} <= {(m.key, m.axis) for m in both.members(joined)}
+
+
+def test_no_shape_branch_no_warning():
+    """Without a branch on a shape, check_shapes finds only the pinned in-feature width: a note, no warning."""
+    spec, shape_warnings = _parse_recording(seeded(lambda: Sandwich(lambda m, h: torch.relu(h)))(), (X,),
+                                            check_shapes=True)
+    assert not shape_warnings
+    assert any("pinned to their traced sizes: args[0].shape[1] == 4" in n for n in spec.notes)
+
+
+def test_guards_of_a_dimension_marked_dynamic_are_warned_about():
+    """An input dimension the caller marked dynamic makes the ordinary export record the guard."""
+    x = X.clone()
+    torch._dynamo.mark_dynamic(x, 0)
+    _, shape_warnings = _parse_recording(seeded(ShapeBranch)(), (x,))
+    (warning,) = shape_warnings
+    assert "args[0].shape[0] > 3" in str(warning.message)
+
+
+def test_index_put_with_a_boolean_mask_freezes_with_a_warning():
+    """`h[h > 1] = 0.5` is an index_put whose one mask index spans several axes: frozen, named."""
+    def clip(m, h):
+        h = torch.relu(h).clone()
+        h[h > 1.0] = 0.5
+        return h
+
+    spec, messages = parse_case(Case("mask_put", seeded(lambda: Sandwich(clip)), (((X,), {}),), []))[1:]
+    assert not spec.groups and any("index_put" in m and "boolean-mask" in m for m in messages)
 
 
 @pytest.mark.parametrize("op", [

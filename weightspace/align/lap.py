@@ -1,6 +1,6 @@
 """Linear assignment as a permutation: shortest augmenting paths with warm starts.
 
-The solver is `lap_native.cpp` (Crouse 2016, the algorithm of scipy's
+The solver is in `lap_native.cpp` (Crouse 2016, the algorithm of scipy's
 `linear_sum_assignment`), built on first use by `weightspace.native.load_library` (plain `-O3`, so
 every CPU returns the same permutations; a C++ compiler, a few seconds, cached in the torch
 extensions directory) and called
@@ -10,7 +10,7 @@ after a neighbour moved a little, from the group's current permutation and its l
 solve's duals; rows whose pair stays tight keep it, and only the others are augmented. Without a compiler, or with
 `WEIGHTSPACE_LAP_NATIVE=0`, scipy's `linear_sum_assignment` solves cold (one warning);
 both reach the optimum, they may differ only in which of several optimal permutations
-they return.
+they return. The same library holds weight matching's objective kernel (`gathered_dot`).
 """
 from __future__ import annotations
 
@@ -41,6 +41,10 @@ def _library() -> ctypes.CDLL | None:
         return None
     lib.ws_lap_solve.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32]
     lib.ws_lap_solve.restype = ctypes.c_int64
+    for fn in (lib.ws_gathered_dot, lib.ws_gathered_dot_f32):
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
+                       ctypes.c_void_p, ctypes.c_int64]
+        fn.restype = ctypes.c_double
     return lib
 
 
@@ -67,8 +71,28 @@ def solve(matrix: np.ndarray, start: np.ndarray | None = None, duals: np.ndarray
     return cols, v
 
 
+def native_available() -> bool:
+    """Whether the native kernels serve (built, not switched off): the solver and `gathered_dot`."""
+    return _native() is not None
+
+
+def gathered_dot(a: torch.Tensor, b: torch.Tensor, off: np.ndarray, col: np.ndarray, tail: int) -> float:
+    """sum_{r, c, t} a[r, c, t] * b.flat[off[r] + col[c] + t] in float64, native (see `native_available`).
+
+    `a` contiguous of len(off) * len(col) * tail elements, `b` contiguous of a's dtype
+    (float32 or float64), both on the CPU; `off`, `col` contiguous int64 offsets into `b`.
+    Weight matching's objective <A, g · B> without the permuted copy of B.
+    """
+    lib = _native()
+    run = lib.ws_gathered_dot_f32 if a.dtype == torch.float32 else lib.ws_gathered_dot
+    return run(a.data_ptr(), b.data_ptr(), len(off), off.ctypes.data, len(col), col.ctypes.data, tail)
+
+
 def _finite(score: torch.Tensor) -> np.ndarray:
-    matrix = score.detach().to(torch.float64).cpu().numpy()
+    """`score` as a float64 CPU array (numpy's conversion and finiteness check: several times faster
+    than torch's on the CPU), non-finite entries clamped."""
+    score = score.detach().cpu()
+    matrix = score.numpy().astype(np.float64) if score.dtype == torch.float32 else score.to(torch.float64).numpy()
     if not np.isfinite(matrix).all():
         big = np.finfo(np.float64).max / 4
         matrix = np.nan_to_num(matrix, nan=0.0, posinf=big, neginf=-big)

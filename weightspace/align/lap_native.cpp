@@ -13,12 +13,12 @@
 #include <utility>
 #include <vector>
 
-extern "C" {
+namespace {
 
 // score: n*n row-major. col4row: in (warm) the earlier assignment, out the optimum.
 // v: in (warm) the earlier column duals, out this solve's. Returns the augmented rows, or -1
 // when a row has no finite path (non-finite scores).
-int64_t ws_lap_solve(int64_t n, const double* score, int64_t* col4row, double* v, int32_t warm) {
+int64_t solve(int64_t n, const double* score, int64_t* col4row, double* v, int32_t warm) {
   const double inf = std::numeric_limits<double>::infinity();
   std::vector<double> u(n), spc(n);
   std::vector<int64_t> row4col(n, -1), path(n, -1), remaining(n), free_rows;
@@ -96,6 +96,65 @@ int64_t ws_lap_solve(int64_t n, const double* score, int64_t* col4row, double* v
     }
   }
   return static_cast<int64_t>(free_rows.size());
+}
+
+// sum over r < rows, c < cols, t < tail of a[(r * cols + c) * tail + t] * b[off[r] + col[c] + t] in
+// double: <A, g . B> for a B permuted by index (off and col gather the permuted axes) without
+// the permuted copy. Float products are exact in double. Four accumulators take turns along t
+// (along c where tail is 1), the leftover terms of each stretch going to the first; the order
+// is fixed, so the value does not depend on the machine or the thread.
+template <typename T>
+double gathered_dot(const T* a, const T* b, int64_t rows, const int64_t* off, int64_t cols, const int64_t* col,
+                    int64_t tail) {
+  double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+  if (tail == 1) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* x = a + r * cols;
+      const T* y = b + off[r];
+      int64_t c = 0;
+      for (; c + 4 <= cols; c += 4) {
+        s0 += static_cast<double>(x[c]) * static_cast<double>(y[col[c]]);
+        s1 += static_cast<double>(x[c + 1]) * static_cast<double>(y[col[c + 1]]);
+        s2 += static_cast<double>(x[c + 2]) * static_cast<double>(y[col[c + 2]]);
+        s3 += static_cast<double>(x[c + 3]) * static_cast<double>(y[col[c + 3]]);
+      }
+      for (; c < cols; ++c) s0 += static_cast<double>(x[c]) * static_cast<double>(y[col[c]]);
+    }
+  } else {
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t c = 0; c < cols; ++c) {
+        const T* x = a + (r * cols + c) * tail;
+        const T* y = b + off[r] + col[c];
+        int64_t t = 0;
+        for (; t + 4 <= tail; t += 4) {
+          s0 += static_cast<double>(x[t]) * static_cast<double>(y[t]);
+          s1 += static_cast<double>(x[t + 1]) * static_cast<double>(y[t + 1]);
+          s2 += static_cast<double>(x[t + 2]) * static_cast<double>(y[t + 2]);
+          s3 += static_cast<double>(x[t + 3]) * static_cast<double>(y[t + 3]);
+        }
+        for (; t < tail; ++t) s0 += static_cast<double>(x[t]) * static_cast<double>(y[t]);
+      }
+    }
+  }
+  return (s0 + s1) + (s2 + s3);
+}
+
+}  // namespace
+
+extern "C" {
+
+double ws_gathered_dot(const double* a, const double* b, int64_t rows, const int64_t* off, int64_t cols,
+                       const int64_t* col, int64_t tail) {
+  return gathered_dot(a, b, rows, off, cols, col, tail);
+}
+
+double ws_gathered_dot_f32(const float* a, const float* b, int64_t rows, const int64_t* off, int64_t cols,
+                           const int64_t* col, int64_t tail) {
+  return gathered_dot(a, b, rows, off, cols, col, tail);
+}
+
+int64_t ws_lap_solve(int64_t n, const double* score, int64_t* col4row, double* v, int32_t warm) {
+  return solve(n, score, col4row, v, warm);
 }
 
 }  // extern "C"

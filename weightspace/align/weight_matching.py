@@ -20,9 +20,10 @@ within-head assignment, then the within-head group is solved given the heads.
 One matcher for one pair and for a batch of pairs (aligned mixup, zoo-wide
 alignment): the similarity matrices of all pairs come from one batched contraction
 per group member, the linear assignments run per pair (on torch's intra-op thread
-count of threads at once), and each pair stops on its own once a sweep brings no gain. B' is kept
-permuted in place of a copy per step; a group update moves only the tensors that
-group touches, through the spec's own action (`WeightSpec.apply`).
+count of threads at once), and each pair stops on its own once a sweep brings no gain. B is
+never permuted per step: a group update changes only its permutation; the contractions and the
+objective read B through the permutations' indices, and B' is made through the spec's own
+action (`apply_entry`, what `WeightSpec.apply` runs per entry) only where a step needs it whole.
 
 Coordinate descent alone stalls where a tiny group sits between the two sides of one
 wide group, as the squeeze-excitation bottleneck of an inverted-residual block does
@@ -53,8 +54,10 @@ where its J is below the identity's, the pair starts from the identity instead.
 Work per solve: a group is solved again only once a group its similarity depends on has
 moved; large slots keep their contraction between solves and update it on the columns
 another group moved, found from the permutations (`_SlotCache`); each entry's term of J is
-kept until the entry moves. The tensors and contractions stay on the state dicts' device
-(CUDA included), the permutations, solves and bookkeeping on the CPU. Each solve is
+kept until the entry moves, and computed on the CPU without a permuted copy
+(`lap.gathered_dot`: float64 sums of the exact products of float32 entries; elsewhere from
+B'). The tensors and contractions stay on the state dicts' device (CUDA included), the
+permutations, solves and bookkeeping on the CPU. Each solve is
 warm-started from the group's current permutation and the duals of its last solve (`lap`):
 late in descent, when a neighbour moved a few units, only the rows that lost their match
 are augmented (issue-20 MLP trained 3 epochs: 24 solves in 0.23 s against 0.46 s for
@@ -66,6 +69,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 import itertools
+import math
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -74,6 +78,7 @@ import torch
 from ..spec import GroupElement, WeightSpec
 from ..spec.action import apply_entry
 from ..errors import AlignError
+from . import lap
 from .lap import assignment_value, best_permutation, warm_permutation
 from .pair import check_pair, float_keys
 
@@ -102,9 +107,12 @@ class Matching:
 
 @dataclass
 class _Problem:
-    """A's factored tensors, the running permuted B' (entry shape), where each group acts.
+    """A's factored tensors, B as given (entry shape), where each group acts, the current permutations.
 
-    Every tensor has a leading pair dim; slot and pair dims count it.
+    Every tensor has a leading pair dim; slot and pair dims count it. B is never permuted in
+    place: the slot caches and the objective read it through the permutations' indices, and
+    B' (B at the current permutations) is made only where a step needs the whole tensor
+    (`factored`), once per change of the permutations it depends on.
     """
 
     spec: WeightSpec
@@ -114,17 +122,44 @@ class _Problem:
     slots: dict[str, list[tuple[str, int]]]
     sizes: dict[str, int]
     pairs: dict[str, dict[str, list[tuple[str, int, int]]]] = field(default_factory=dict)
+    perms: Perms = field(default_factory=dict)  # the running permutations (`_run`); `_set` replaces, never writes into
     cache: dict[tuple[str, int], "_SlotCache"] = field(default_factory=dict)
-    dots: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # `_key_objective`
+    dots: dict[str, tuple[tuple[torch.Tensor, ...], torch.Tensor]] = field(default_factory=dict)  # `_key_objective`
+    shown: dict[str, tuple[tuple[torch.Tensor, ...], torch.Tensor]] = field(default_factory=dict)  # `factored`
+    fixed: dict[tuple[str, int], torch.Tensor] = field(default_factory=dict)  # small slots' fixed terms (`_similarity`)
     duals: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)  # per (group, pair): its last solve's (`lap`)
-    a_flat: dict[str, torch.Tensor] = field(init=False)
+    groups_at: dict[str, list[tuple[int, str]]] = field(init=False)  # per tensor: (dim, group) of its group factors
+    plans: dict[str, "_Plan"] = field(init=False)  # per tensor: how `_layout` indexes it
+    native: bool = field(init=False)  # the objective by `lap.gathered_dot` (CPU, float32/64, the library built)
 
     def __post_init__(self):
-        self.a_flat = {k: t.reshape(self.batch, -1).double() for k, t in self.a.items()}
+        self.groups_at = {k: [] for k in self.a}
+        for name, slots in self.slots.items():
+            for key, dim in slots:
+                self.groups_at[key].append((dim, name))
+        self.plans = {k: _plan(t.shape[1:], {dim - 1: g for dim, g in self.groups_at[k]}) for k, t in self.a.items()}
+        first = next(iter(self.a.values()), None)
+        self.native = (lap.native_available() and first is not None and first.device.type == "cpu"
+                       and first.dtype in (torch.float32, torch.float64))
+
+    def alone(self, key: str, dim: int) -> bool:
+        """Whether (key, dim) is the only group factor of the tensor `key` (its term of C is then fixed)."""
+        return len(self.groups_at[key]) == 1
+
+    def at(self, key: str) -> tuple[torch.Tensor, ...]:
+        """The current permutations of the groups acting on `key` (the tensors themselves: compared by identity)."""
+        return tuple(self.perms[g] for _, g in self.groups_at[key])
 
     def factored(self, key: str) -> torch.Tensor:
-        """B' of `key` in its factored view."""
-        t = self.b[key]
+        """B' of `key` (B at the current permutations) in its factored view, made on first use after a change."""
+        at = self.at(key)
+        hit = self.shown.get(key)
+        if hit is None or len(hit[0]) != len(at) or any(x is not y for x, y in zip(hit[0], at)):
+            moves = {g: self.perms[g][0] if self.batch == 1 else self.perms[g] for _, g in self.groups_at[key]}
+            entry = self.spec.entries[key]
+            moved = apply_entry(entry, self.b[key], GroupElement(moves), self.spec.groups, batch_dims=1)
+            hit = self.shown[key] = (at, moved)
+        t = hit[1]
         return t if t.shape == self.a[key].shape else t.reshape(self.a[key].shape)
 
 
@@ -133,7 +168,7 @@ def _problem(spec: WeightSpec, sd_a, sd_b, keys: list[str], n: int, dtype: torch
     pairs: dict[str, dict[str, list[tuple[str, int, int]]]] = {}
     for key in keys:
         entry = spec.entries[key]
-        a[key] = sd_a[key].detach().to(dtype).reshape(n, *entry.factored_shape)
+        a[key] = sd_a[key].detach().to(dtype).reshape(n, *entry.factored_shape).contiguous()
         b[key] = sd_b[key].detach().to(dtype).contiguous()
         dim = 1
         for axis in entry.axes:
@@ -151,29 +186,22 @@ def _problem(spec: WeightSpec, sd_a, sd_b, keys: list[str], n: int, dtype: torch
 
 @dataclass
 class _SlotCache:
-    """One slot's contraction M[p, i, j] = <A at i, B'' at j> and what it was computed from.
+    """One slot's contraction M[p, i, j] = <A at i, B'' at j> and the permutations it was computed at.
 
-    B'' is B' with the slot's own group undone along its dim, laid out (pairs, n, rest):
-    its column c (a `rest` position) is B's column at the other groups' permutations of
-    c's indices, so it changes only where one of those permutations changed at c, and M
-    follows with a product over those columns alone. The cache keeps the B' tensor, the
-    own undo and the other groups' permutations of that time (references: `_set` replaces
-    tensors, it never writes into them), so neither finding the moved columns nor reading
-    their old values copies B''.
+    B'' is B' with the slot's own group undone along its dim, laid out (pairs, n, rest): its
+    column c (a `rest` position) is B's column at the other groups' permutations of c's
+    indices (`_sources`), so it changes only where one of those permutations changed at c,
+    and M follows with a product over those columns alone, read from B by index at the old
+    and the new permutations. A and B are kept laid out (pairs, rest, n), so that those
+    columns are contiguous rows (the products' values do not depend on the operands' layout).
     """
 
-    a: torch.Tensor
+    a: torch.Tensor  # A, (pairs, rest, n)
+    b: torch.Tensor  # B as given, (pairs, rest, n)
     others: list[tuple[int, str]]  # (rest position, group) of every other group factor of the tensor
     rest: list[int]  # the rest dims' sizes
-    b: torch.Tensor | None = None
-    undo: torch.Tensor | None = None
     then: dict[str, torch.Tensor] = field(default_factory=dict)
     m: torch.Tensor | None = None
-
-
-def _rows_matrix(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """(pairs, n, rest): `t` with `dim` second and the other entry dims flattened."""
-    return t.movedim(dim, 1).reshape(t.shape[0], t.shape[dim], -1)
 
 
 def _product(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -194,11 +222,19 @@ def _take_rows(y: torch.Tensor, index: torch.Tensor, dim: int) -> torch.Tensor:
     return y.gather(dim, index.view(view).expand(shape))
 
 
+def _columns_first(t: torch.Tensor, dim: int, copy: bool) -> torch.Tensor:
+    """(pairs, rest, n): `t` with `dim` last and the other entry dims flattened first; contiguous if `copy`."""
+    out = t.movedim(dim, -1).reshape(t.shape[0], -1, t.shape[dim])
+    return out.contiguous() if copy else out
+
+
 def _new_cache(p: _Problem, key: str, dim: int) -> _SlotCache:
+    """A slot's cache; where no other group acts on the tensor, M is computed once, from views (no copies)."""
     shape = p.a[key].shape
     rest = [s for i, s in enumerate(shape) if i not in (0, dim)]
     others = [(d - 1 if d < dim else d - 2, g) for g, slots in p.slots.items() for k, d in slots if k == key and d != dim]
-    return _SlotCache(_rows_matrix(p.a[key], dim).contiguous(), others, rest)
+    b = p.b[key].reshape(shape)
+    return _SlotCache(_columns_first(p.a[key], dim, bool(others)), _columns_first(b, dim, bool(others)), others, rest)
 
 
 def _moved_columns(cache: _SlotCache, perms: Perms) -> torch.Tensor:
@@ -213,24 +249,51 @@ def _moved_columns(cache: _SlotCache, perms: Perms) -> torch.Tensor:
     return mask.reshape(-1).nonzero().squeeze(1)
 
 
-def _slot_similarity(p: _Problem, key: str, dim: int, undo: torch.Tensor, perms: Perms) -> torch.Tensor:
+def _sources(cache: _SlotCache, perms: Perms, batch: int) -> torch.Tensor:
+    """(pairs, rest) flat rest index in B of each column of B'' at `perms` (see `_SlotCache`)."""
+    src = torch.zeros(batch, *cache.rest, dtype=torch.long)
+    stride = 1
+    strides = []
+    for size in reversed(cache.rest):
+        strides.append(stride)
+        stride *= size
+    strides.reverse()
+    grouped = dict(cache.others)
+    for pos, size in enumerate(cache.rest):
+        index = perms[grouped[pos]] if pos in grouped else torch.arange(size).expand(batch, -1)
+        view = [batch] + [1] * len(cache.rest)
+        view[pos + 1] = size
+        src = src + (index * strides[pos]).view(view)
+    return src.reshape(batch, -1)
+
+
+def _columns(cache: _SlotCache, src: torch.Tensor) -> torch.Tensor:
+    """B'' columns `src` ((pairs, k) rest indices in B) as (pairs, k, n), contiguous."""
+    src = src.to(cache.b.device)
+    if src.shape[0] == 1:
+        return cache.b.index_select(1, src[0])
+    return cache.b.gather(1, src.unsqueeze(2).expand(-1, -1, cache.b.shape[2]))
+
+
+def _slot_similarity(p: _Problem, key: str, dim: int, perms: Perms) -> torch.Tensor:
     """M (pairs, n, n) of one slot for every pair, updated from its cache where few columns moved."""
     cache = p.cache.get((key, dim))
     if cache is None:
         cache = p.cache[(key, dim)] = _new_cache(p, key, dim)
-    b = p.factored(key)
     if cache.m is not None:
-        moved = _moved_columns(cache, perms).to(b.device)
+        moved = _moved_columns(cache, perms)
         if len(moved) == 0:
             return cache.m
-        if 2 * len(moved) <= cache.a.shape[2]:
-            now = _take_rows(_rows_matrix(b, dim).index_select(2, moved), undo, 1)
-            then = _take_rows(_rows_matrix(cache.b, dim).index_select(2, moved), cache.undo, 1)
-            cache.m = cache.m + _product(cache.a.index_select(2, moved), now - then)
-            cache.b, cache.undo, cache.then = b, undo, {g: perms[g] for _, g in cache.others}
+        if 2 * len(moved) <= cache.a.shape[1]:
+            now = _columns(cache, _sources(cache, perms, p.batch)[:, moved])
+            then = _columns(cache, _sources(cache, cache.then, p.batch)[:, moved])
+            a = cache.a.index_select(1, moved.to(cache.a.device))
+            cache.m = cache.m + _product(a.transpose(1, 2), (now - then).transpose(1, 2))
+            cache.then = {g: perms[g] for _, g in cache.others}
             return cache.m
-    cache.m = _product(cache.a, _take_rows(_rows_matrix(b, dim), undo, 1))
-    cache.b, cache.undo, cache.then = b, undo, {g: perms[g] for _, g in cache.others}
+    b = _columns(cache, _sources(cache, perms, p.batch)) if cache.others else cache.b
+    cache.m = _product(cache.a.transpose(1, 2), b.transpose(1, 2))
+    cache.then = {g: perms[g] for _, g in cache.others}
     return cache.m
 
 
@@ -282,69 +345,126 @@ def _rows(t: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
 def _similarity(p: _Problem, name: str, perms: Perms, rows=None, skip: frozenset = frozenset()) -> torch.Tensor:
     """C[p, i, j] = <A at i, B with the group's current permutation undone at j>, summed over slots.
 
-    Computed for every pair (the slot caches hold all pairs), then the pairs `rows` taken.
-    Tensors under `CACHED_MIN` elements are contracted afresh (cheaper than a cache's bookkeeping).
+    Computed for every pair (the slot caches hold all pairs), then the pairs `rows` taken, on
+    the CPU in the contractions' dtype. Tensors under
+    `CACHED_MIN` elements are contracted afresh (cheaper than a cache's bookkeeping), except
+    where the slot's group is the tensor's only group: that term never changes and is kept.
     """
     n = p.sizes[name]
-    device = p.a[p.slots[name][0][0]].device
-    undo = torch.argsort(perms[name], dim=-1).to(device)
-    m = None
+    m, owned = None, False  # owned: m is this call's own sum (added into in place), not a cached term
     for key, dim in p.slots[name]:
         if (key, dim) in skip:
             continue
         if p.a[key][0].numel() >= CACHED_MIN:
-            term = _slot_similarity(p, key, dim, undo, perms)  # the cache's own tensor: never written into
+            term = _slot_similarity(p, key, dim, perms)  # the cache's own tensor: never written into
+        elif (key, dim) in p.fixed:
+            term = p.fixed[(key, dim)]
         else:  # B undone before the contraction: a gather of the small tensor, not of the (n, n) result
+            undo = torch.argsort(perms[name], dim=-1).to(p.a[key].device)
             term = _contract(p.a[key], _take_rows(p.factored(key), undo, dim), dim)
-        m = term if m is None else m + term
+            if p.alone(key, dim):
+                p.fixed[(key, dim)] = term
+        if m is None:
+            m = term
+        elif owned:
+            m += term
+        else:
+            m, owned = m + term, True
     if m is None:
         m = torch.zeros(p.batch, n, n)
-    return _rows(m.to("cpu", torch.float64), rows)
+    return _rows(m.cpu(), rows)
 
 
 def _set(p: _Problem, new: Perms, perms: Perms, rows: torch.Tensor | None = None) -> None:
     """Move each group of `new` (rows `rows`, default all) to its new permutation.
 
-    B' follows through the spec's action (`apply_entry`, what `WeightSpec.apply` runs per
-    entry) on only the entries those groups touch: the step from the current
-    permutation to the new one is applied to B'.
+    Only the permutations change (new tensors, never written into): B is read through them.
     """
-    steps = {}
     for name, v in new.items():
-        current = _rows(perms[name], rows)
-        step = torch.gather(torch.argsort(current, dim=-1), 1, v)
-        if rows is None:
-            perms[name] = v
-        else:
-            perms[name] = perms[name].clone().index_copy_(0, rows, v)
-            step = torch.arange(p.sizes[name]).expand(p.batch, -1).clone().index_copy_(0, rows, step)
-        steps[name] = step
-    g = GroupElement({name: step[0] if p.batch == 1 else step for name, step in steps.items()})  # one pair: index_select
-    for key in {key for name in new for key, _ in p.slots[name]}:
-        p.b[key] = apply_entry(p.spec.entries[key], p.b[key], g, p.spec.groups, batch_dims=1)
+        perms[name] = v if rows is None else perms[name].clone().index_copy_(0, rows, v)
+
+
+_Axis = tuple[int, int, "str | None"]  # (size, stride, group acting on it or None)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A tensor split for `lap.gathered_dot`: the dims before the last one a group acts on (rows), that
+    dim (columns), and the contiguous tail after it. `last` None: no group acts, one contiguous run."""
+
+    lead: tuple[_Axis, ...]
+    last: _Axis | None
+    numel: int
+
+
+def _plan(shape: torch.Size, grouped: dict[int, str]) -> _Plan:
+    strides = [math.prod(shape[d + 1:]) for d in range(len(shape))]
+    axes = [(int(size), strides[d], grouped.get(d)) for d, size in enumerate(shape)]
+    if not grouped:
+        return _Plan((), None, math.prod(shape))
+    last = max(grouped)
+    return _Plan(tuple(axes[:last]), axes[last], math.prod(shape))
+
+
+_ZERO = np.zeros(1, dtype=np.int64)
+
+
+def _layout(p: _Problem, key: str, pair: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """`lap.gathered_dot`'s offsets of B' of `key` for one pair (see `_Plan`): (row offsets, column offsets, tail).
+
+    numpy: these are small index arrays, where torch's per-call cost would dominate.
+    """
+    plan = p.plans[key]
+    if plan.last is None:
+        return _ZERO, _ZERO, plan.numel
+
+    def index(axis: _Axis) -> np.ndarray:
+        size, stride, group = axis
+        at = p.perms[group][pair].numpy() if group is not None else np.arange(size, dtype=np.int64)
+        return at if stride == 1 else at * stride
+
+    off = _ZERO
+    if plan.lead:
+        off = np.zeros([size for size, _, _ in plan.lead], dtype=np.int64)
+        for d, axis in enumerate(plan.lead):
+            view = [1] * len(plan.lead)
+            view[d] = axis[0]
+            off = off + index(axis).reshape(view)
+        off = np.ascontiguousarray(off.reshape(-1))
+    return off, np.ascontiguousarray(index(plan.last)), plan.last[1]
+
+
+def _key_dots(p: _Problem, key: str, pairs: list[int]) -> torch.Tensor:
+    """<A_key, B'_key> of the pairs `pairs` (float64, CPU): by index from B with the native kernel, else from B'."""
+    a, b = p.a[key], p.b[key]
+    if p.native:
+        out = []
+        for i in pairs:
+            off, col, tail = _layout(p, key, i)
+            out.append(lap.gathered_dot(a[i], b[i], off, col, tail))
+        return torch.tensor(out, dtype=torch.float64)
+    rows = torch.tensor(pairs)
+    flat = p.factored(key).reshape(p.batch, -1)[rows.to(a.device)].double()
+    return (a.reshape(p.batch, -1)[rows.to(a.device)].double() * flat).sum(1).cpu()
 
 
 def _key_objective(p: _Problem, key: str) -> torch.Tensor:
-    """<A_key, B'_key> per pair (float64, CPU), kept until B'_key is replaced (`_set` swaps tensors, never writes into them)."""
-    b = p.b[key]
+    """<A_key, B'_key> per pair, kept until a permutation acting on `key` changes (`_set` replaces them)."""
+    at = p.at(key)
     hit = p.dots.get(key)
-    if hit is None or hit[0] is not b:
-        flat = b.reshape(p.batch, -1).double()
-        if p.batch == 1:  # one pair: a BLAS dot product
-            value = torch.dot(p.a_flat[key][0], flat[0]).reshape(1)
-        else:
-            value = (p.a_flat[key] * flat).sum(1)
-        hit = p.dots[key] = (b, value.cpu())
+    if hit is None or any(x is not y for x, y in zip(hit[0], at)):
+        hit = p.dots[key] = (at, _key_dots(p, key, list(range(p.batch))))
     return hit[1]
 
 
 def _objective(p: _Problem, rows: torch.Tensor | None = None) -> torch.Tensor:
     """J per pair (or per pair of `rows`), float64; entries unchanged since the last call are not summed again."""
     if rows is not None and len(rows) < p.batch:  # a few pairs (escape moves, hierarchical steps): those alone
-        out = 0
+        picked = rows.tolist()
+        out = torch.zeros(len(picked), dtype=torch.float64)
         for k in p.a:
-            out = out + (p.a_flat[k][rows] * p.b[k][rows].reshape(len(rows), -1).double()).sum(1)
-        return out.cpu()
+            out += _key_dots(p, k, picked)
+        return out
     out = torch.zeros(p.batch, dtype=torch.float64)
     for k in p.a:
         out += _key_objective(p, k)
@@ -356,7 +476,7 @@ def _hierarchical(p: _Problem, outer: str, perms: Perms, row: int) -> Perms:
     n = p.sizes[outer]
     at = torch.tensor([row])
     paired = frozenset((key, dg) for inner in p.pairs[outer].values() for key, dg, _ in inner)
-    score = _similarity(p, outer, perms, at, skip=paired)[0]
+    score = _similarity(p, outer, perms, at, skip=paired)[0].double()
     joint: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     for inner, where in p.pairs[outer].items():
         m = p.sizes[inner]
@@ -368,8 +488,8 @@ def _hierarchical(p: _Problem, outer: str, perms: Perms, row: int) -> Perms:
             t = torch.tensordot(ta, tb, dims=(list(range(2, ta.dim())),) * 2).to("cpu", torch.float64)
             s += t[:, :, inv_o][:, :, :, inv_i]
         s = s.permute(0, 2, 1, 3)
-        inner_only = _similarity(p, inner, perms, at, skip=frozenset((key, di) for key, _, di in where))[0]
-        score += torch.tensor([[assignment_value(s[i, j] + inner_only / n) for j in range(n)] for i in range(n)])
+        inner_only = _similarity(p, inner, perms, at, skip=frozenset((key, di) for key, _, di in where))[0].double()
+        score = score + torch.tensor([[assignment_value(s[i, j] + inner_only / n) for j in range(n)] for i in range(n)])
         joint[inner] = (s, inner_only)
     heads = best_permutation(score)
     new = {outer: heads}
@@ -502,6 +622,7 @@ def _run(p: _Problem, perms: Perms, max_sweeps: int, hierarchical: bool, gen: to
 
     A pair whose settled pass ends below J at `perms` starts from `perms`.
     """
+    p.perms = perms
     order = [n for n in p.slots if p.slots[n]]
     start = {n: perms[n] for n in order}
     perms.update({n: torch.arange(p.sizes[n]).expand(p.batch, -1) for n in perms})  # groups without tensors stay identity

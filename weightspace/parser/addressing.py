@@ -5,10 +5,12 @@ an axis whose atoms are A. Permuting A by π (with everything unified with A) se
 reported positions to π(positions): the index tensor *addresses* A
 (`TensorValue.addresses`). A tensor read at those positions along an axis X
 (`x[idx]`, `index_select`, `gather`, `embedding`, `one_hot`'s class axis) reads the
-same entries when X is permuted by the same π, so those rules unify X with A instead of
-fixing X (a mixture of experts: router rows, stacked expert weights). Every other use of
-the values sees π(positions) where it saw positions (arithmetic, comparison, scatter, a
-cast to a non-integer dtype, an op without a rule, a model output), so `screen` fixes A
+same entries when X is permuted by the same π, and a tensor written at them along X
+(`scatter`, `index_add`/`index_copy`/`index_fill`, `index_put`; `rules.scatter`) is
+written at the same entries, so those rules unify X with A instead of fixing X (a mixture
+of experts: router rows, stacked expert weights, per-expert buffers). Every other use of
+the values sees π(positions) where it saw positions (arithmetic, comparison, a value
+scattered, a cast to a non-integer dtype, an op without a rule, a model output), so `screen` fixes A
 before the op's rule runs: the default stays as conservative as fixing A at once.
 Rearrangements that copy values unchanged (views, selections, integer casts) carry the
 addresses to their output.

@@ -49,6 +49,7 @@ def parse_model(
     extras: bool = True,
     generator: torch.Generator | None = None,
     other_calls: Sequence[tuple[tuple, dict]] = (),
+    check_shapes: bool = False,
 ) -> ParsedModel:
     """Trace `model` on `example_inputs` once and keep the spec, the roles and the activation sites.
 
@@ -63,11 +64,14 @@ def parse_model(
     The spec holds on the traced call, specialized to its input shapes: a branch on a
     shape or on a flag follows that call only. `other_calls` ((args, kwargs) pairs, e.g.
     `[((x,), {"aux": True})]`) are traced too and the spec must hold on each; entries
-    that no traced call reads are fixed, with a warning naming them.
+    that no traced call reads are fixed, with a warning naming them. The spec's notes name
+    the traced shapes; `check_shapes=True` exports each call once more with every input
+    dimension dynamic (about 4 exports' time) and warns (`ShapeGuardWarning`) where
+    torch.export records a condition on shapes, i.e. the trace branched on a shape.
     """
     args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
     other_calls = tuple((a if isinstance(a, tuple) else (a,), dict(k or {})) for a, k in other_calls)
-    tr = trace(model, args, example_kwargs, strict=strict, other_calls=other_calls)
+    tr = trace(model, args, example_kwargs, strict=strict, other_calls=other_calls, check_shapes=check_shapes)
     spec = build_spec(tr)
     if extras:
         spec = add_extras(spec, tr)
@@ -93,9 +97,10 @@ def parse(
     extras: bool = True,
     generator: torch.Generator | None = None,
     other_calls: Sequence[tuple[tuple, dict]] = (),
+    check_shapes: bool = False,
 ) -> WeightSpec:
     """The permutation-symmetry spec of `model`, traced on `example_inputs`: `parse_model(...).spec`."""
     return parse_model(
         model, example_inputs, example_kwargs, strict=strict, verify=verify, extras=extras, generator=generator,
-        other_calls=other_calls,
+        other_calls=other_calls, check_shapes=check_shapes,
     ).spec

@@ -20,6 +20,7 @@ from .addressing import fix_addressed, screen
 from .context import Context, TensorValue, packet, tensors_in
 from .rules import lookup
 from .runtime import mode, tied_aliases
+from .shapes import dynamic_guards, recorded_guards, report, shape_note
 
 _MAX_DEPTH = 8
 # ops that read only a tensor's metadata (shape, dtype): their inputs are not read by value
@@ -58,6 +59,18 @@ class _Leaves(nn.Module):
         self.model = model
 
     def forward(self, *args, **kwargs):
+        return tuple(tensor_leaves(self.model(*args, **kwargs)))
+
+
+class _Packed(nn.Module):
+    """`_Leaves` called as (args, kwargs), two arguments, so that every input tensor can be
+    given a dynamic-shape spec (torch.export's dynamic_shapes cannot address *args)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, args, kwargs):
         return tuple(tensor_leaves(self.model(*args, **kwargs)))
 
 
@@ -260,19 +273,31 @@ def _outputs(ctx: Context, node, values, sig, entries: dict[str, TensorValue]) -
 
 
 def trace(model: nn.Module, args: tuple, kwargs: dict | None = None, strict: bool = False,
-          other_calls: Sequence[tuple[tuple, dict]] = ()) -> Trace:
+          other_calls: Sequence[tuple[tuple, dict]] = (), check_shapes: bool = False) -> Trace:
     """Export `model` on example inputs in eval mode (its modes restored after) and walk the
     graph; see `walk`. `other_calls`: more (args, kwargs) call paths, exported and walked
     on the same atoms. Eval mode is the mode activation sites are read in; verification
-    checks train mode numerically."""
+    checks train mode numerically.
+
+    Each call's shape guards are noted, and a condition on shapes warned about
+    (`parser.shapes`): those torch.export records for the static export (dimensions the
+    caller marked dynamic), or with `check_shapes=True` those of one more export per call
+    with every input dimension dynamic (a branch on `x.shape` shows there)."""
     if not isinstance(model, nn.Module):
         raise TraceError(f"expected an nn.Module, got {type(model).__name__}")
     if not isinstance(args, tuple):
         args = (args,)
     aliases = tied_aliases(model)
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    calls = [(args, kwargs or {}), *((tuple(a), dict(k or {})) for a, k in other_calls)]
     with mode(model, False):
-        programs = [export(model, args, kwargs)] + [export(model, tuple(a), k) for a, k in other_calls]
+        programs = [export(model, a, k) for a, k in calls]
+        guards = [dynamic_guards(_Packed(model), a, k) for a, k in calls] if check_shapes else [
+            recorded_guards(p) for p in programs]
     result = walk(programs, shapes, aliases, strict=strict)
+    for i, ((a, k), found) in enumerate(zip(calls, guards)):
+        call = "the example call" if i == 0 else f"other call {i}"
+        result.ctx.notes.append(f"{call}: {shape_note(a, k)}")
+        report(result.ctx, found, call)
     result.buffers |= {k for k, _ in model.named_buffers(remove_duplicate=False) if k in shapes}
     return result
