@@ -160,4 +160,4 @@ CHOICES = {c.name: c for c in [
     Choice("recon_mlp", "pixels", lambda d: PixelMLP(d.pixels, d.num_classes), prepare=_pixels),
 ]}
 
-DEFAULT = ("flat_mlp", "stats", "nfn_hnp_ff", "gmn_probe", "recon_mlp")
+DEFAULT = ("flat_mlp", "stats", "canon_hnp_ff", "gmn_probe", "recon_mlp")
