@@ -146,7 +146,12 @@ inline void scatter(const Agg& a, int64_t N, const Index& b, int cnt, const V* m
       p.target = b.at[0];
       for (int c = 0; c < H; ++c) p.sum[c] = p.sq[c] = V{}, p.mx[c] = splat(-FLT_MAX);
     }
-    for (int c = 0; c < H; ++c) p.sum[c] += m[c], p.sq[c] += m[c] * m[c], p.mx[c] = vmax(p.mx[c], m[c]);
+    if (a.sum)
+      for (int c = 0; c < H; ++c) p.sum[c] += m[c];
+    if (a.sq)
+      for (int c = 0; c < H; ++c) p.sq[c] += m[c] * m[c];
+    if (a.mx)
+      for (int c = 0; c < H; ++c) p.mx[c] = vmax(p.mx[c], m[c]);
   } else if (b.kind == CONSECUTIVE) {
     const int64_t t = b.at[0];
     for (int c = 0; c < H; ++c) {
@@ -166,8 +171,18 @@ inline void scatter(const Agg& a, int64_t N, const Index& b, int cnt, const V* m
   }
 }
 
+// Weights are splatted into vectors once per call, so that every product reads its weight as
+// the memory operand of an FMA (a broadcast per product would cost as much as the product).
+template <int N>
+struct Splat {
+  V v[N];
+  void set(const float* a) {
+    for (int i = 0; i < N; ++i) v[i] = splat(a[i]);
+  }
+};
+
 template <int H>
-inline void layer_norm(const V* x, const float* g, const float* b, float eps, V* y) {
+inline void layer_norm(const V* x, const Splat<H>& g, const Splat<H>& b, float eps, V* y) {
   V mean = V{}, var = V{};
   for (int c = 0; c < H; ++c) mean += x[c];
   mean *= 1.0f / H;
@@ -176,15 +191,15 @@ inline void layer_norm(const V* x, const float* g, const float* b, float eps, V*
     var += d * d;
   }
   const V r = vrsqrt(var * (1.0f / H) + eps);
-  for (int c = 0; c < H; ++c) y[c] = (x[c] - mean) * r * g[c] + b[c];
+  for (int c = 0; c < H; ++c) y[c] = (x[c] - mean) * r * g.v[c] + b.v[c];
 }
 
 // y[o] = b[o] + sum_c w[o, c] x[c] (w row-major H x H).
 template <int H>
-inline void dense(const float* w, const float* b, const V* x, V* y) {
+inline void dense(const Splat<H * H>& w, const Splat<H>& b, const V* x, V* y) {
   for (int o = 0; o < H; ++o) {
-    V acc = splat(b[o]);
-    for (int c = 0; c < H; ++c) acc += w[o * H + c] * x[c];
+    V acc = b.v[o];
+    for (int c = 0; c < H; ++c) acc += w.v[o * H + c] * x[c];
     y[o] = acc;
   }
 }
@@ -196,7 +211,14 @@ struct Mlp {
 };
 
 template <int H>
-inline void mlp(const Mlp& f, const V* x, V* z, V* out) {
+struct MlpV {
+  Splat<H * H> w1, w2;
+  Splat<H> b1, b2;
+  explicit MlpV(const Mlp& f) { w1.set(f.w1), b1.set(f.b1), w2.set(f.w2), b2.set(f.b2); }
+};
+
+template <int H>
+inline void mlp(const MlpV<H>& f, const V* x, V* z, V* out) {
   V t[H];
   dense<H>(f.w1, f.b1, x, t);
   for (int c = 0; c < H; ++c) z[c] = silu(z[c] + t[c]);
@@ -268,6 +290,9 @@ inline void encode(const Segment& s, int R, int64_t i0, int cnt, V* e) {
 template <int H>
 void run_layer(const Layer& L, const Segment* segs, int64_t nseg) {
   Pending<H> p_in, p_out;
+  const MlpV<H> edge(L.edge), in(L.in), out(L.out);
+  Splat<H> ln_e_g, ln_e_b, ln_m_g, ln_m_b;
+  ln_e_g.set(L.ln_e_g), ln_e_b.set(L.ln_e_b), ln_m_g.set(L.ln_m_g), ln_m_b.set(L.ln_m_b);
   for (int64_t q = 0; q < nseg; ++q) {
     const Segment& s = segs[q];
     for (int64_t i = s.begin; i < s.end; i += W) {
@@ -279,24 +304,24 @@ void run_layer(const Layer& L, const Segment* segs, int64_t nseg) {
       else
         load_edges(L.e + i, cnt, e, H, L.E);
       // edge update: e += MLP([h_src, h_dst, LN(e)])
-      layer_norm<H>(e, L.ln_e_g, L.ln_e_b, L.eps_e, x);
+      layer_norm<H>(e, ln_e_g, ln_e_b, L.eps_e, x);
       for (int c = 0; c < H; ++c) z[c] = V{};
       gather_add<H>(L.p_src, L.N, bs, z);
       gather_add<H>(L.p_dst, L.N, bd, z);
-      mlp<H>(L.edge, x, z, m);
+      mlp<H>(edge, x, z, m);
       for (int c = 0; c < H; ++c) {
         e[c] += m[c];
         store_lanes(L.e + c * L.E + i, e[c], cnt);
       }
       // messages of LN(e): from the source into the target, and from the target back to the source
-      layer_norm<H>(e, L.ln_m_g, L.ln_m_b, L.eps_m, x);
+      layer_norm<H>(e, ln_m_g, ln_m_b, L.eps_m, x);
       for (int c = 0; c < H; ++c) z[c] = V{};
       gather_add<H>(L.p_in, L.N, bs, z);
-      mlp<H>(L.in, x, z, m);
+      mlp<H>(in, x, z, m);
       scatter<H>(L.into, L.N, bd, cnt, m, p_in);
       for (int c = 0; c < H; ++c) z[c] = V{};
       gather_add<H>(L.p_out, L.N, bd, z);
-      mlp<H>(L.out, x, z, m);
+      mlp<H>(out, x, z, m);
       scatter<H>(L.out_of, L.N, bs, cnt, m, p_out);
     }
   }
@@ -317,6 +342,9 @@ struct Head {
 
 template <int H>
 void run_head(const Head& hd, const Segment* segs, int64_t nseg) {
+  const MlpV<H> f(hd.f);
+  Splat<H> ln_g, ln_b;
+  ln_g.set(hd.ln_g), ln_b.set(hd.ln_b);
   for (int64_t q = 0; q < nseg; ++q) {
     const Segment& s = segs[q];
     if (s.width == 0) continue;
@@ -325,11 +353,11 @@ void run_head(const Head& hd, const Segment* segs, int64_t nseg) {
       const Index bs = block_index(hd.src + i, cnt), bd = block_index(hd.dst + i, cnt);
       V e[H], x[H], z[H], y[H];
       load_edges(hd.e + i, cnt, e, H, hd.E);
-      layer_norm<H>(e, hd.ln_g, hd.ln_b, hd.eps, x);
+      layer_norm<H>(e, ln_g, ln_b, hd.eps, x);
       for (int c = 0; c < H; ++c) z[c] = V{};
       gather_add<H>(hd.p_src, hd.N, bs, z);
       gather_add<H>(hd.p_dst, hd.N, bd, z);
-      mlp<H>(hd.f, x, z, y);
+      mlp<H>(f, x, z, y);
       float* out = hd.values + s.value_start + (i - s.begin) * s.width;
       for (int64_t j = 0; j < s.width; ++j) {
         V v = splat(s.pb[j]);
