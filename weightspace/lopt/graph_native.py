@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import os
 import warnings
+import weakref
 from functools import lru_cache
 from pathlib import Path
 
@@ -95,6 +96,21 @@ def _segments(structure: GraphStructure, g: GraphInputs) -> list[tuple[int, int,
     return out
 
 
+_TABLES: "weakref.WeakKeyDictionary[GraphInputs, tuple]" = weakref.WeakKeyDictionary()
+
+
+def _tables(structure: GraphStructure, g: GraphInputs) -> tuple:
+    """(src, dst, (edges into, out of each node), `_segments`) of a one-graph batch, kept while the
+    batch lives (`GraphMetaNet.graph` caches it)."""
+    hit = _TABLES.get(g)
+    if hit is None:
+        src, dst = (t.contiguous() for t in g.edge_index)
+        n = g.num_nodes
+        hit = (src, dst, (torch.bincount(dst, minlength=n), torch.bincount(src, minlength=n)), _segments(structure, g))
+        _TABLES[g] = hit
+    return hit
+
+
 class _Call:
     """Argument lists of one kernel call; keeps the tensors it points to alive."""
 
@@ -153,8 +169,7 @@ def forward(net, structure: GraphStructure, g: GraphInputs, raw: Features, inv_r
     lib = library()
     hidden, n, e_count = net.hidden, g.num_nodes, g.num_edges
     num_raw = next(iter(raw.values())).shape[0]
-    src, dst = (t.contiguous() for t in g.edge_index)
-    segments = _segments(structure, g)
+    src, dst, counts, segments = _tables(structure, g)
     for _, _, w, _, key, _ in segments:
         if key is not None and w not in net.widths:
             raise LoptError(
@@ -195,7 +210,7 @@ def forward(net, structure: GraphStructure, g: GraphInputs, raw: Features, inv_r
                 call.ptrs.append(parts[name].data_ptr() if name in parts else None)
         call.run(lib.ws_lgraph_layer)
         h = layer.update_nodes(h, hn, {k: v.t() for k, v in into.items()}, {k: v.t() for k, v in out_of.items()},
-                               g.edge_index)
+                               counts)
     head = net.head
     values = torch.empty(structure.num_values)
     call = _Call()

@@ -58,22 +58,28 @@ inline V vrsqrt(V a) {
 #endif
 }
 
-// exp (Cephes' polynomial, relative error < 2e-7).
+// exp(x) = 2^n exp(r), n = round(x / ln 2), |r| <= ln 2 / 2, exp(r) by its Taylor polynomial of
+// degree 6 (relative error < 2e-7).
 inline V vexp(V x) {
   x = x > 88.3762626647949f ? splat(88.3762626647949f) : x;
-  x = x < -88.3762626647949f ? splat(-88.3762626647949f) : x;
-  const V fx = x * 1.44269504088896341f + 0.5f;
-  V tf = __builtin_convertvector(__builtin_convertvector(fx, VI), V);
-  tf = tf > fx ? tf - 1.0f : tf;  // floor
-  x = x - tf * 0.693359375f + tf * 2.12194440e-4f;
-  const V z = x * x;
-  V y = ((((1.9875691500E-4f * x + 1.3981999507E-3f) * x + 8.3334519073E-3f) * x + 4.1665795894E-2f) * x +
-         1.6666665459E-1f) * x + 5.0000001201E-1f;
-  y = y * z + x + 1.0f;
-  const VI n = (__builtin_convertvector(tf, VI) + 127) << 23;
-  V p;
-  std::memcpy(&p, &n, sizeof p);
-  return y * p;
+  x = x < -87.3365447505531f ? splat(-87.3365447505531f) : x;
+#if defined(__AVX__)
+  const V n = __builtin_ia32_roundps256(x * 1.44269504088896341f, 0);  // to nearest
+#else
+  V n = __builtin_convertvector(__builtin_convertvector(x * 1.44269504088896341f + 0.5f, VI), V);
+  n = n > x * 1.44269504088896341f + 0.5f ? n - 1.0f : n;
+#endif
+  const V r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  V p = r * (1.0f / 720) + 1.0f / 120;
+  p = p * r + 1.0f / 24;
+  p = p * r + 1.0f / 6;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const VI bits = (__builtin_convertvector(n, VI) + 127) << 23;
+  V scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
 }
 
 inline V silu(V z) { return z * vrcp(1.0f + vexp(-z)); }
