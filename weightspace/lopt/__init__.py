@@ -14,7 +14,8 @@ architecture), `GraphMetaNet` (message passing over the parameter graph with the
 graph metanetwork's per-edge head; any architecture; needs torch_geometric) and
 `UNFMetaNet` (UNF equivariant layers over one architecture); they live in
 `weightspace.lopt.nets`, `.graph_net` and `.unf_net`, the optimizer state in `.features`, the
-in-place step in `.inplace` and its compiled float32 CPU kernel in `.native`.
+in-place step in `.inplace` and its compiled float32 CPU kernels in `.native` (mlp, deepset,
+groups) and `.graph_native` (the graph rule).
 Meta-training lives in `tasks/lopt`.
 """
 from .optimizer import LearnedOptimizer

@@ -136,6 +136,10 @@ def features(param: torch.Tensor, grad: torch.Tensor, state: State, config: Feat
     Channels: parameter, gradient, momenta, sqrt(rms), g/sqrt(rms), momenta/sqrt(rms)
     (each normalized by its RMS over the tensor), then tanh(step / s) per time scale.
     """
-    raw, inv_rms, time = raw_features(param, grad, state, config)
-    view = (-1,) + (1,) * param.dim()
-    return torch.cat([raw * inv_rms.reshape(view), time.reshape(view).expand(-1, *param.shape)])
+    return assemble(*raw_features(param, grad, state, config))
+
+
+def assemble(raw: torch.Tensor, inv_rms: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
+    """The features (C, *shape) of one tensor from `raw_features`' (raw, inv_rms, time)."""
+    view = (-1,) + (1,) * (raw.dim() - 1)
+    return torch.cat([raw * inv_rms.reshape(view), time.reshape(view).expand(-1, *raw.shape[1:])])

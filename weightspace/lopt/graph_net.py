@@ -31,6 +31,8 @@ from ..nn.gmn.encoders import NodeEncoder, sinusoidal
 from ..nn.gmn.heads import EdgeHead, unflatten_values
 from ..spec import WeightSpec
 from ..errors import ConfigError, LoptError
+from . import graph_native
+from .features import assemble
 from .nets import Features, MetaNet, _check_channels
 
 
@@ -56,14 +58,17 @@ class FeatureEdgeEncoder(nn.Module):
         self.layer = nn.Linear(hidden, hidden)
         self.shape = nn.Linear(3, hidden)
 
-    def forward(self, g: GraphInputs, values: torch.Tensor) -> torch.Tensor:
+    def classes(self, g: GraphInputs) -> torch.Tensor:
+        """The class embeddings (C, hidden) every edge of a class starts from."""
         dtype = self.shape.weight.dtype
-        classes = (
+        return (
             self.type_embed(g.class_type)
             + self.layer(sinusoidal(g.class_layer, self.hidden).to(dtype))
             + self.shape(torch.log1p(g.class_shape.to(dtype)))
         )
-        out = classes[g.edge_class]
+
+    def forward(self, g: GraphInputs, values: torch.Tensor) -> torch.Tensor:
+        out = self.classes(g)[g.edge_class]
         for w, ids, where in g.width_slices():
             if w not in self.widths:
                 raise LoptError(
@@ -89,6 +94,10 @@ class GraphMetaNet(MetaNet):
 
     Shapes: input `key -> (B, C, *shape)` for every entry of `spec` (passed at call
     time, like `GroupContextMLP`); output `key -> (B, 1, *shape)`.
+
+    Attribute `native` (default True): `forward_fused` runs the fused kernel of
+    `weightspace.lopt.graph_native` where it applies (no gradient needed: the optimizer's
+    step; float32, CPU); False keeps the torch path.
     """
 
     kind = "graph"
@@ -112,6 +121,7 @@ class GraphMetaNet(MetaNet):
         self.trunk = nn.ModuleList(EdgeMPNNLayer(hidden, self.aggregators) for _ in range(layers))
         self.head = EdgeHead(hidden, self.widths)
         self._graphs: dict[tuple, tuple[WeightSpec, GraphStructure, GraphInputs]] = {}
+        self.native = True
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -165,6 +175,21 @@ class GraphMetaNet(MetaNet):
             h, e = layer(h, e, g.edge_index)
         values = self.head(h, e, g).reshape(first.shape[0], structure.num_values)
         return {k: t.unsqueeze(1) for k, t in unflatten_values(structure, values).items()}
+
+    def forward_fused(
+        self, raw: Features, inv_rms: Features, time: Features, spec: WeightSpec | None = None
+    ) -> Features:
+        """`forward` of one unbatched step from `raw_features` (see `MetaNet`); output key -> (*shape).
+
+        Without a gradient to track (the optimizer's step), float32 on CPU, the fused kernel
+        (`graph_native`); otherwise `forward` on the assembled features."""
+        if spec is None:
+            raise LoptError("GraphMetaNet needs the task model's spec (pass spec=...)")
+        if graph_native.supported(self, raw):
+            structure, g = self.graph(spec, list(raw), 1, torch.float32)
+            return graph_native.forward(self, structure, g, raw, inv_rms, time)
+        x = {k: assemble(r, inv_rms[k], time[k]).unsqueeze(0) for k, r in raw.items()}
+        return {k: v[0, 0] for k, v in self.forward(x, spec).items()}
 
     def __repr__(self) -> str:
         return (

@@ -132,10 +132,17 @@ class EdgeMPNNLayer(nn.Module):
             parts = list(run_chunks(self._chunk, chunks, (e,), src, dst, *terms))
             e = torch.cat([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
             into, out_of = reduce(merge_partials, [p[1] for p in parts]), reduce(merge_partials, [p[2] for p in parts])
-        incoming = finish_aggregates(into, torch.bincount(dst, minlength=n), self.aggregators)
-        outgoing = finish_aggregates(out_of, torch.bincount(src, minlength=n), self.aggregators)
-        h = h + self.node(torch.cat([hn, self.norm_agg(torch.cat([incoming, outgoing], dim=1))], dim=1))
-        return h, e
+        counts = (torch.bincount(dst, minlength=n), torch.bincount(src, minlength=n))
+        return self.update_nodes(h, hn, into, out_of, counts), e
+
+    def update_nodes(self, h: torch.Tensor, hn: torch.Tensor, into: dict[str, torch.Tensor],
+                     out_of: dict[str, torch.Tensor], counts: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """The node update from the partial aggregates of the messages into and out of each node
+        (`partial_aggregates`; hn = norm_h(h); counts: edges into and out of each node, (N,) each):
+        h + φ_h([hn, incoming, outgoing])."""
+        incoming = finish_aggregates(into, counts[0], self.aggregators)
+        outgoing = finish_aggregates(out_of, counts[1], self.aggregators)
+        return h + self.node(torch.cat([hn, self.norm_agg(torch.cat([incoming, outgoing], dim=1))], dim=1))
 
     def extra_repr(self) -> str:
         return f"hidden={self.hidden}, aggregators={self.aggregators}, chunk_size={self.chunk_size}"
