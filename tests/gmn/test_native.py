@@ -224,3 +224,11 @@ def test_values_needing_a_gradient_take_the_torch_path():
     assert native.encode_supported(encoder, batch.edge_val)
     encoder.native = False
     assert not native.encode_supported(encoder, batch.edge_val)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_native_class_rms_equals_the_torch_one(dtype):
+    _, batch = _encoder_case(dtype)
+    exact = EdgeEncoder.class_rms(batch)
+    assert (batch.class_width == 0).any()  # classes without values keep rms 1
+    torch.testing.assert_close(native.class_rms(batch), exact, **(TOL if dtype == torch.float64 else {}))

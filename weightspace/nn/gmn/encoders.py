@@ -96,7 +96,9 @@ class EdgeEncoder(nn.Module):
 
     def forward(self, g: GraphInputs) -> torch.Tensor:
         dtype = self.shape.weight.dtype
-        rms = self.class_rms(g).to(dtype)
+        fused = native.encode_supported(self, g.edge_val) and g.num_edges > 0
+        rms = native.class_rms(g) if fused else None
+        rms = (self.class_rms(g) if rms is None else rms).to(dtype)
         classes = (
             self.type_embed(g.class_type)
             + self.layer(sinusoidal(g.class_layer, self.hidden).to(dtype))
@@ -112,7 +114,7 @@ class EdgeEncoder(nn.Module):
                 f"the batch has edges carrying {unknown[0]} values (a kernel of that size); this encoder reads widths "
                 f"{self.widths}. Build the model with edge_widths(...) of your structures."
             )
-        if native.encode_supported(self, g.edge_val) and g.num_edges:
+        if fused:
             buckets = [(w, torch.nonzero(g.edge_width == w).flatten()) for w in widths]
             return native.encode(self, classes, g.edge_val, g.edge_off, g.edge_class, rms, buckets)
         out = classes.index_select(0, g.edge_class)

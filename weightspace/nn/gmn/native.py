@@ -50,7 +50,7 @@ def library() -> ctypes.CDLL | None:
                       "path", RuntimeWarning, stacklevel=2)
         return None
     for fn in (lib.ws_gmn_pair_fwd, lib.ws_gmn_pair_bwd, lib.ws_gmn_msg_fwd, lib.ws_gmn_msg_bwd,
-               lib.ws_gmn_pool_fwd, lib.ws_gmn_pool_bwd):
+               lib.ws_gmn_pool_fwd, lib.ws_gmn_pool_bwd, lib.ws_gmn_class_squares):
         fn.argtypes = [ctypes.POINTER(ctypes.c_int64), ctypes.c_double, ctypes.POINTER(ctypes.c_void_p)]
         fn.restype = None
     for fn in (lib.ws_gmn_attn_fwd, lib.ws_gmn_attn_bwd, lib.ws_gmn_enc_fwd, lib.ws_gmn_enc_bwd):
@@ -313,3 +313,18 @@ def encode(encoder: nn.Module, classes: torch.Tensor, values: torch.Tensor, edge
     inputs = [(ids.contiguous(), f.freqs.to(classes.dtype).contiguous()) for (_, ids), f in zip(buckets, fourier)]
     return _Encode.apply(classes, values.to(classes.dtype), edge_off.contiguous(), edge_class.contiguous(),
                          rms.to(classes.dtype), [float(f.angular) for f in fourier], inputs, *params)
+
+
+def class_rms(g) -> torch.Tensor | None:
+    """`EdgeEncoder.class_rms(g)` with the per-class sums of squares fused (one pass over the values,
+    in their dtype), or None where the values are not CPU float32/float64 (the caller's torch path)."""
+    val = g.edge_val
+    if val.device.type != "cpu" or val.dtype not in (torch.float32, torch.float64) or library() is None:
+        return None
+    c = g.class_width.shape[0]
+    sq, count = val.new_zeros(c), val.new_zeros(c)
+    ints = [int(val.dtype == torch.float64), g.edge_class.shape[0], c, torch.get_num_threads()]
+    _call(library().ws_gmn_class_squares, ints, 0.0,
+          [val.detach().contiguous(), g.edge_off.contiguous(), g.edge_width.contiguous(), g.edge_class.contiguous(),
+           g.class_width.contiguous(), sq, count])
+    return torch.sqrt(sq / count.clamp(min=1) + 1e-12) * (count > 0) + (count == 0)

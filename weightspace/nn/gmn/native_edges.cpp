@@ -153,11 +153,14 @@ inline void sigmoid(const double* z, double* s, int64_t n) {
   for (int64_t i = 0; i < n; ++i) s[i] = 1.0 / (1.0 + std::exp(-z[i]));
 }
 
+// The sum of a vector's lanes, as a tree (log2 L dependent adds).
 template <class T>
 inline T hsum(const typename Vec<T>::V& v) {
-  T s = 0;
-  for (int i = 0; i < Vec<T>::L; ++i) s += v[i];
-  return s;
+  T a[Vec<T>::L];
+  std::memcpy(a, &v, sizeof a);
+  for (int w = Vec<T>::L / 2; w >= 1; w /= 2)
+    for (int i = 0; i < w; ++i) a[i] += a[i + w];
+  return a[0];
 }
 
 // y = LN(x) over R rows of width D; keeps xn = (x - mean) * rstd and rstd for backward.
@@ -590,6 +593,23 @@ inline void edge_qkv(const T* f, const T* q, const T* k, const T* v, int D, T* q
   }
 }
 
+// x = exp(x) over n values: floats in vectors (exp_vec, lanes beyond n padded), doubles by std::exp.
+inline void exp_n(float* x, int n) {
+  using V = Vec<float>::V;
+  constexpr int L = Vec<float>::L;
+  for (int i = 0; i < n; i += L) {
+    const int k = std::min(L, n - i);
+    V v = V{};
+    std::memcpy(&v, x + i, sizeof(float) * k);
+    v = exp_vec(v);
+    std::memcpy(x + i, &v, sizeof(float) * k);
+  }
+}
+
+inline void exp_n(double* x, int n) {
+  for (int i = 0; i < n; ++i) x[i] = std::exp(x[i]);
+}
+
 // out[h] = the sum of x over head h's dh entries, in four independent partial sums.
 template <class T>
 inline void head_sums(const T* x, int H, int dh, T* out) {
@@ -631,7 +651,7 @@ void attn_fwd(int64_t E, int64_t N, int D, int threads, Heads hd, const T* e, co
       mx = u + N * D;
       zs = mx + N * H;
     }
-    std::vector<T> xn(BR * D), rs(BR), y(BR * D), F(BR * C), qv(D), kv(D), vv(D), qk(D), score(H);
+    std::vector<T> xn(BR * D), rs(BR), y(BR * D), F(BR * C), qv(D), kv(D), vv(D), qk(D), score(H), ex(H);
     int64_t lo, hi;
     block_range(E, t, threads, &lo, &hi);
     for (int64_t blk = lo; blk < hi; ++blk) {
@@ -647,19 +667,21 @@ void attn_fwd(int64_t E, int64_t N, int D, int threads, Heads hd, const T* e, co
                    kv.data(), vv.data(), qk.data());
           head_sums(qk.data(), H, dh, score.data());
           T* uu = u + recv * D;
+          for (int h = 0; h < H; ++h) {  // the exponent of the smaller of score and running maximum
+            score[h] *= scale;
+            ex[h] = -std::abs(score[h] - mx[recv * H + h]);
+          }
+          exp_n(ex.data(), H);
           for (int h = 0; h < H; ++h) {
-            const T sc = score[h] * scale;
             T& mm = mx[recv * H + h];
             T& zz = zs[recv * H + h];
-            if (sc > mm) {
-              const T shrink = std::exp(mm - sc);
-              zz = zz * shrink + T(1);
-              for (int d = h * dh; d < (h + 1) * dh; ++d) uu[d] = uu[d] * shrink + vv[d];
-              mm = sc;
+            if (score[h] > mm) {  // rescale the sums to the new maximum
+              zz = zz * ex[h] + T(1);
+              for (int d = h * dh; d < (h + 1) * dh; ++d) uu[d] = uu[d] * ex[h] + vv[d];
+              mm = score[h];
             } else {
-              const T w = std::exp(sc - mm);
-              zz += w;
-              for (int d = h * dh; d < (h + 1) * dh; ++d) uu[d] += w * vv[d];
+              zz += ex[h];
+              for (int d = h * dh; d < (h + 1) * dh; ++d) uu[d] += ex[h] * vv[d];
             }
           }
         }
@@ -703,7 +725,7 @@ void attn_bwd(int64_t E, int64_t N, int D, int threads, Heads hd, const T* e, co
     const int t = thread_id();
     auto p = acc.of(t);
     std::vector<T> xn(BR * D), rs(BR), y(BR * D), F(BR * C), G(BR * C), gy(BR * D), gx(BR * D), qv(D), kv(D),
-        vv(D), qk(D), score(H), da(H);
+        vv(D), qk(D), score(H), da(H), alpha(H);
     int64_t lo, hi;
     block_range(E, t, threads, &lo, &hi);
     for (int64_t blk = lo; blk < hi; ++blk) {
@@ -723,11 +745,13 @@ void attn_bwd(int64_t E, int64_t N, int D, int threads, Heads hd, const T* e, co
           head_sums(qk.data(), H, dh, score.data());
           for (int d = 0; d < D; ++d) qk[d] = g[d] * vv[d];
           head_sums(qk.data(), H, dh, da.data());
+          for (int h = 0; h < H; ++h) alpha[h] = score[h] * scale - m[recv * H + h];
+          exp_n(alpha.data(), H);
           for (int h = 0; h < H; ++h) {
-            const T alpha = std::exp(score[h] * scale - m[recv * H + h]) * inv[recv * H + h];
-            const T ds = alpha * (da[h] - c[recv * H + h]) * scale;
+            const T a = alpha[h] * inv[recv * H + h];
+            const T ds = a * (da[h] - c[recv * H + h]) * scale;
             for (int d = h * dh; d < (h + 1) * dh; ++d) {
-              const T dq = ds * kv[d], dk = ds * qv[d], dv = alpha * g[d];
+              const T dq = ds * kv[d], dk = ds * qv[d], dv = a * g[d];
               gq[d] += dq;
               gk[d] += dk;
               gv[d] += dv;
@@ -906,6 +930,29 @@ void encode_bwd(int64_t E, int64_t C, int D, int threads, Values<T> in, const st
         }
         gemm_tn(x.data(), Kw, R, Kw, g.data(), D, D, gWt);
       }
+    }
+  }
+  acc.reduce();
+}
+
+// Per edge class c: the sum of squares of its edges' values, and the class's width per edge summed
+// (EdgeEncoder.class_rms).
+template <class T>
+void class_squares(int64_t E, int64_t C, int threads, const T* val, const int64_t* off, const int64_t* width,
+                   const int64_t* cls, const int64_t* cwidth, T* sq, T* count) {
+  Accumulators<T> acc({sq, count}, {C, C}, threads);
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = thread_id();
+    auto p = acc.of(t);
+    int64_t lo, hi;
+    block_range(E, t, threads, &lo, &hi);
+    for (int64_t i = lo * BR; i < std::min(E, hi * BR); ++i) {
+      const T* v = val + off[i];
+      T s = 0;
+      for (int64_t j = 0; j < width[i]; ++j) s += v[j] * v[j];
+      p[0][cls[i]] += s;
+      p[1][cls[i]] += (T)cwidth[cls[i]];
     }
   }
   acc.reduce();
@@ -1094,6 +1141,18 @@ void ws_gmn_enc_bwd(const int64_t* ints, const double* angular, void* const* ptr
   else
     WS_ENC_BWD(double);
 #undef WS_ENC_BWD
+}
+
+// ints: dtype, E, C, threads. ptrs: val, off, width, cls, class width (C), sq (C), count (C), zeroed.
+void ws_gmn_class_squares(const int64_t* ints, double, void* const* ptrs) {
+  auto off = (const int64_t*)ptrs[1], width = (const int64_t*)ptrs[2], cls = (const int64_t*)ptrs[3],
+       cwidth = (const int64_t*)ptrs[4];
+  if (ints[0] == 0)
+    class_squares<float>(ints[1], ints[2], (int)ints[3], (const float*)ptrs[0], off, width, cls, cwidth,
+                         (float*)ptrs[5], (float*)ptrs[6]);
+  else
+    class_squares<double>(ints[1], ints[2], (int)ints[3], (const double*)ptrs[0], off, width, cls, cwidth,
+                          (double*)ptrs[5], (double*)ptrs[6]);
 }
 
 }  // extern "C"
