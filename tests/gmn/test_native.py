@@ -4,6 +4,7 @@ nodes without edges; 1 == 2 threads; float32 within rounding of float64; when th
 apply; a failed build warns once and runs the torch path."""
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import pytest
@@ -12,7 +13,8 @@ import torch.utils.cpp_extension
 
 from tasks.benchmarks.gmn import reference_classifier
 from tests.gmn.cases import KINDS, as_batch, classifier, equivariant, set_native, structure_of
-from weightspace.nn.gmn import EdgeMPNNLayer, RelationalTransformerLayer, native
+from weightspace.nn.gmn import EdgeMPNNLayer, RelationalTransformerLayer, edge_widths, native
+from weightspace.nn.gmn.encoders import EdgeEncoder
 from weightspace.testing import random_weights
 
 TOL = dict(rtol=1e-10, atol=1e-12)
@@ -157,3 +159,76 @@ def test_a_failed_build_warns_once_and_runs_the_torch_path(monkeypatch):
         native.library.cache_clear()
     _assert_same(got, expected)
     assert native.library() is not None
+
+
+def _encoder_case(dtype=torch.float64, normalize=True, value_scale=1.0):
+    """An edge encoder and a two-graph batch of the cnn_bn structure (widths 1 and 9, and width-0 edges)."""
+    spec, structure = structure_of("cnn_bn")
+    weights = random_weights(spec, torch.Generator().manual_seed(0), (2,), dtype)
+    batch = as_batch(structure, {k: v * value_scale for k, v in weights.items()})
+    torch.manual_seed(0)
+    return EdgeEncoder(16, edge_widths(structure), normalize=normalize).to(dtype), batch
+
+
+def _encoded(encoder, batch, native_on):
+    encoder.native = native_on
+    out = encoder(batch)
+    gen = torch.Generator().manual_seed(1)
+    loss = (out * torch.randn(out.shape, generator=gen, dtype=torch.float64).to(out.dtype)).sum()
+    return [out.detach()], torch.autograd.grad(loss, list(encoder.parameters()), allow_unused=True)
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_native_encoder_equals_the_torch_path(normalize):
+    encoder, batch = _encoder_case(normalize=normalize)
+    assert native.encode_supported(encoder, batch.edge_val)
+    assert (batch.edge_width == 0).any() and {1, 9} <= set(batch.edge_width.tolist())
+    fused, torch_path = _encoded(encoder, batch, True), _encoded(encoder, batch, False)
+    assert all(g is not None for g in fused[1])
+    _assert_same(fused, torch_path)
+
+
+def test_native_encoder_two_threads_equal_one():
+    encoder, batch = _encoder_case()
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = _encoded(encoder, batch, True)
+        torch.set_num_threads(2)
+        two = _encoded(encoder, batch, True)
+    finally:
+        torch.set_num_threads(threads)
+    _assert_same(one, two)
+
+
+@pytest.mark.parametrize("value_scale", [1.0, 3000.0])
+def test_float32_encoder_is_within_rounding_of_float64(value_scale):
+    """Float sin/cos run vectorized up to |angle| 8192 and through std::sin/cos beyond
+    (unnormalized values x 3000 give angles past 10^4, whose float rounding a * 6e-8 the
+    tolerance allows)."""
+    encoder, batch = _encoder_case(normalize=False, value_scale=value_scale)
+    exact = _encoded(encoder, batch, False)
+    angle = max(float(batch.edge_val.abs().max() * f.freqs.abs().sum(1).max() * f.angular)
+                for f in encoder.fourier.values())
+    assert (angle > 1e4) == (value_scale > 1)
+    got = _encoded(encoder.float(), dataclasses.replace(batch, edge_val=batch.edge_val.float()), True)
+    for x, y in zip([*got[0], *got[1]], [*exact[0], *exact[1]]):
+        atol = max(1.0, float(y.abs().max())) * (2e-5 + angle * 6e-8)
+        torch.testing.assert_close(x.double(), y, rtol=0, atol=atol)
+
+
+def test_values_needing_a_gradient_take_the_torch_path():
+    encoder, batch = _encoder_case()
+    values = batch.edge_val.clone().requires_grad_()
+    assert not native.encode_supported(encoder, values)
+    assert native.encode_supported(encoder, batch.edge_val)
+    encoder.native = False
+    assert not native.encode_supported(encoder, batch.edge_val)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_native_class_rms_equals_the_torch_one(dtype):
+    _, batch = _encoder_case(dtype)
+    exact = EdgeEncoder.class_rms(batch)
+    assert (batch.class_width == 0).any()  # classes without values keep rms 1
+    torch.testing.assert_close(native.class_rms(batch), exact, **(TOL if dtype == torch.float64 else {}))

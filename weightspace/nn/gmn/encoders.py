@@ -20,6 +20,7 @@ from torch import nn
 from ...graph.vocab import EDGE_TYPES, NODE_TYPES
 from ...errors import GMNError
 from ..fourier import FourierFeatures
+from . import native
 from .inputs import GraphInputs
 from .stream import check_chunk_size, edge_chunks, run_chunks
 
@@ -50,6 +51,9 @@ class EdgeEncoder(nn.Module):
             and embed its log; weights of different layers live at very different scales.
         chunk_size: edges per chunk of the Fourier features (`weightspace.nn.gmn.stream`; None: auto).
 
+    On CPU the whole per-edge part runs fused (`weightspace.nn.gmn.native.encode`, where it applies:
+    values that need no gradient; `native = False` switches it off), else in chunks.
+
     Shapes: `GraphInputs` -> (E, hidden).
     """
 
@@ -71,6 +75,7 @@ class EdgeEncoder(nn.Module):
         self.scale = nn.Linear(1, hidden)
         self.hidden, self.normalize = hidden, normalize
         self.chunk_size = check_chunk_size(chunk_size)
+        self.native = True
 
     @staticmethod
     def class_rms(g: GraphInputs) -> torch.Tensor:
@@ -91,22 +96,29 @@ class EdgeEncoder(nn.Module):
 
     def forward(self, g: GraphInputs) -> torch.Tensor:
         dtype = self.shape.weight.dtype
-        rms = self.class_rms(g).to(dtype)
+        fused = native.encode_supported(self, g.edge_val) and g.num_edges > 0
+        rms = native.class_rms(g) if fused else None
+        rms = (self.class_rms(g) if rms is None else rms).to(dtype)
         classes = (
             self.type_embed(g.class_type)
             + self.layer(sinusoidal(g.class_layer, self.hidden).to(dtype))
             + self.shape(torch.log1p(g.class_shape.to(dtype)))
             + self.scale(torch.log(rms)[:, None])
         )
-        out = classes.index_select(0, g.edge_class)
         if not self.normalize:
             rms = torch.ones_like(rms)
+        widths = [w for w in torch.unique(g.class_width).tolist() if w > 0]
+        unknown = [w for w in widths if w not in self.widths]
+        if unknown:
+            raise GMNError(
+                f"the batch has edges carrying {unknown[0]} values (a kernel of that size); this encoder reads widths "
+                f"{self.widths}. Build the model with edge_widths(...) of your structures."
+            )
+        if fused:
+            buckets = [(w, torch.nonzero(g.edge_width == w).flatten()) for w in widths]
+            return native.encode(self, classes, g.edge_val, g.edge_off, g.edge_class, rms, buckets)
+        out = classes.index_select(0, g.edge_class)
         for w, ids, where in g.width_slices():
-            if w not in self.widths:
-                raise GMNError(
-                    f"the batch has edges carrying {w} values (a kernel of that size); this encoder reads widths "
-                    f"{self.widths}. Build the model with edge_widths(...) of your structures."
-                )
             chunks = edge_chunks(ids.shape[0], self.chunk_size, self.hidden, dtype)
             pieces = run_chunks(self._values, chunks, (), str(w), ids, where, g.edge_val, g.edge_class, rms)
             for c, piece in zip(chunks, pieces):

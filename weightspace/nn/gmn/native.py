@@ -20,6 +20,7 @@ polynomial exp (relative error < 2e-7), and sums depend on the thread count (sum
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import math
 import os
 import warnings
@@ -42,16 +43,17 @@ def library() -> ctypes.CDLL | None:
     """The built kernels (compiled on the first call of a machine, loaded once per process), or None
     with one `RuntimeWarning` where they cannot be built."""
     try:
-        lib = load_library("weightspace_gmn", SOURCE)
+        # the source's hash in the name: checkouts with other versions of the file share the build cache
+        lib = load_library(f"weightspace_gmn_{hashlib.sha1(SOURCE.read_bytes()).hexdigest()[:8]}", SOURCE)
     except Exception as err:  # any build or load failure means: use the torch path
         warnings.warn(f"weightspace.nn.gmn: the fused edge kernels could not be built ({err}); using the torch "
                       "path", RuntimeWarning, stacklevel=2)
         return None
     for fn in (lib.ws_gmn_pair_fwd, lib.ws_gmn_pair_bwd, lib.ws_gmn_msg_fwd, lib.ws_gmn_msg_bwd,
-               lib.ws_gmn_pool_fwd, lib.ws_gmn_pool_bwd):
+               lib.ws_gmn_pool_fwd, lib.ws_gmn_pool_bwd, lib.ws_gmn_class_squares):
         fn.argtypes = [ctypes.POINTER(ctypes.c_int64), ctypes.c_double, ctypes.POINTER(ctypes.c_void_p)]
         fn.restype = None
-    for fn in (lib.ws_gmn_attn_fwd, lib.ws_gmn_attn_bwd):
+    for fn in (lib.ws_gmn_attn_fwd, lib.ws_gmn_attn_bwd, lib.ws_gmn_enc_fwd, lib.ws_gmn_enc_bwd):
         fn.argtypes = [ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_void_p)]
         fn.restype = None
     return lib
@@ -255,3 +257,74 @@ def attention(norm: nn.LayerNorm, edge_qkv: nn.ModuleList, heads: int, e: torch.
     w = torch.cat([edge_qkv[0].weight, edge_qkv[1].weight])
     return _Attention.apply(e, src.contiguous(), dst.contiguous(), q, k, v, norm.weight, norm.bias, w, norm.eps,
                             heads)
+
+
+class _Encode(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, classes, val, off, cls, rms, angular, buckets, *params):
+        classes, val, rms = classes.contiguous(), val.contiguous(), rms.contiguous()
+        weights = [(w.t().contiguous(), b.contiguous()) for w, b in zip(params[::2], params[1::2])]
+        ints = [int(classes.dtype == torch.float64), cls.shape[0], classes.shape[0], classes.shape[1],
+                torch.get_num_threads(), len(buckets)]
+        tensors = []
+        for (ids, freqs), (wt, b) in zip(buckets, weights):
+            ints += [freqs.shape[1], freqs.shape[0], ids.shape[0]]
+            tensors += [ids, freqs, wt, b]
+        out = classes.new_empty(cls.shape[0], classes.shape[1])
+        _call(library().ws_gmn_enc_fwd, ints, angular, [val, off, cls, rms, classes, out, *tensors])
+        ctx.ints, ctx.angular, ctx.tensors, ctx.inputs = ints, angular, tensors, (val, off, cls, rms)
+        ctx.shapes = [(w.shape, b.shape) for w, b in weights]
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        val, off, cls, rms = ctx.inputs
+        gclasses = grad.new_zeros(ctx.ints[2], ctx.ints[3])
+        gw = [t for wt, b in ctx.shapes for t in (grad.new_zeros(wt), grad.new_zeros(b))]
+        _call(library().ws_gmn_enc_bwd, ctx.ints, ctx.angular,
+              [val, off, cls, rms, grad.contiguous(), gclasses, *ctx.tensors, *gw])
+        params = [g.t() if i % 2 == 0 else g for i, g in enumerate(gw)]
+        return (gclasses, None, None, None, None, None, None, *params)
+
+
+def encode_supported(encoder: nn.Module, values: torch.Tensor) -> bool:
+    """Whether the fused kernel serves the edge encoder `encoder` on the batch's values (the module
+    docstring's conditions; values that need a gradient take the torch path)."""
+    if not (getattr(encoder, "native", False) and os.environ.get(ENV_VAR, "1") != "0") or values.requires_grad:
+        return False
+    dtype = encoder.shape.weight.dtype
+    if values.device.type != "cpu" or dtype not in (torch.float32, torch.float64):
+        return False
+    if encoder.hidden % (TILE_BYTES // torch.empty((), dtype=dtype).element_size()):
+        return False
+    if any(p.dtype != dtype or p.device.type != "cpu" for p in encoder.parameters()):
+        return False
+    return library() is not None
+
+
+def encode(encoder: nn.Module, classes: torch.Tensor, values: torch.Tensor, edge_off: torch.Tensor,
+           edge_class: torch.Tensor, rms: torch.Tensor, buckets: list[tuple[int, torch.Tensor]]) -> torch.Tensor:
+    """`EdgeEncoder.forward` after its class table, fused: per edge `classes[edge_class]` plus, for the
+    (width, edge ids) buckets, the projected Fourier features of the edge's values divided by `rms`
+    of its class (E, hidden)."""
+    fourier = [encoder.fourier[str(w)] for w, _ in buckets]
+    params = [t for w, _ in buckets for t in (encoder.project[str(w)].weight, encoder.project[str(w)].bias)]
+    inputs = [(ids.contiguous(), f.freqs.to(classes.dtype).contiguous()) for (_, ids), f in zip(buckets, fourier)]
+    return _Encode.apply(classes, values.to(classes.dtype), edge_off.contiguous(), edge_class.contiguous(),
+                         rms.to(classes.dtype), [float(f.angular) for f in fourier], inputs, *params)
+
+
+def class_rms(g) -> torch.Tensor | None:
+    """`EdgeEncoder.class_rms(g)` with the per-class sums of squares fused (one pass over the values,
+    in their dtype), or None where the values are not CPU float32/float64 (the caller's torch path)."""
+    val = g.edge_val
+    if val.device.type != "cpu" or val.dtype not in (torch.float32, torch.float64) or library() is None:
+        return None
+    c = g.class_width.shape[0]
+    sq, count = val.new_zeros(c), val.new_zeros(c)
+    ints = [int(val.dtype == torch.float64), g.edge_class.shape[0], c, torch.get_num_threads()]
+    _call(library().ws_gmn_class_squares, ints, 0.0,
+          [val.detach().contiguous(), g.edge_off.contiguous(), g.edge_width.contiguous(), g.edge_class.contiguous(),
+           g.class_width.contiguous(), sq, count])
+    return torch.sqrt(sq / count.clamp(min=1) + 1e-12) * (count > 0) + (count == 0)

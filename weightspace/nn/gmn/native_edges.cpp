@@ -153,11 +153,14 @@ inline void sigmoid(const double* z, double* s, int64_t n) {
   for (int64_t i = 0; i < n; ++i) s[i] = 1.0 / (1.0 + std::exp(-z[i]));
 }
 
+// The sum of a vector's lanes, as a tree (log2 L dependent adds).
 template <class T>
 inline T hsum(const typename Vec<T>::V& v) {
-  T s = 0;
-  for (int i = 0; i < Vec<T>::L; ++i) s += v[i];
-  return s;
+  T a[Vec<T>::L];
+  std::memcpy(a, &v, sizeof a);
+  for (int w = Vec<T>::L / 2; w >= 1; w /= 2)
+    for (int i = 0; i < w; ++i) a[i] += a[i + w];
+  return a[0];
 }
 
 // y = LN(x) over R rows of width D; keeps xn = (x - mean) * rstd and rstd for backward.
@@ -575,6 +578,56 @@ void pool_bwd(int64_t E, int64_t G, int D, int threads, const T* e, const int64_
   acc.reduce();
 }
 
+// One direction of an edge in the attention: qv = q + fq, kv = k + fk, vv = v + fv (f: the
+// direction's three blocks of D) and the products qk = qv * kv, all in vectors.
+template <class T>
+inline void edge_qkv(const T* f, const T* q, const T* k, const T* v, int D, T* qv, T* kv, T* vv, T* qk) {
+  using V = typename Vec<T>::V;
+  constexpr int L = Vec<T>::L;
+  for (int d = 0; d < D; d += L) {
+    const V a = vload<V>(q + d) + vload<V>(f + d), b = vload<V>(k + d) + vload<V>(f + D + d);
+    vstore(qv + d, a);
+    vstore(kv + d, b);
+    vstore(qk + d, a * b);
+    vstore(vv + d, vload<V>(v + d) + vload<V>(f + 2 * D + d));
+  }
+}
+
+// x = exp(x) over n values: floats in vectors (exp_vec, lanes beyond n padded), doubles by std::exp.
+inline void exp_n(float* x, int n) {
+  using V = Vec<float>::V;
+  constexpr int L = Vec<float>::L;
+  for (int i = 0; i < n; i += L) {
+    const int k = std::min(L, n - i);
+    V v = V{};
+    std::memcpy(&v, x + i, sizeof(float) * k);
+    v = exp_vec(v);
+    std::memcpy(x + i, &v, sizeof(float) * k);
+  }
+}
+
+inline void exp_n(double* x, int n) {
+  for (int i = 0; i < n; ++i) x[i] = std::exp(x[i]);
+}
+
+// out[h] = the sum of x over head h's dh entries, in four independent partial sums.
+template <class T>
+inline void head_sums(const T* x, int H, int dh, T* out) {
+  for (int h = 0; h < H; ++h) {
+    const T* p = x + h * dh;
+    T a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    int i = 0;
+    for (; i + 4 <= dh; i += 4) {
+      a0 += p[i];
+      a1 += p[i + 1];
+      a2 += p[i + 2];
+      a3 += p[i + 3];
+    }
+    for (; i < dh; ++i) a0 += p[i];
+    out[h] = (a0 + a1) + (a2 + a3);
+  }
+}
+
 // Sparse edge-conditioned attention, both directions of every edge (see transformer.py):
 // F = LN(e) [Wf; Wb]^T (6 blocks of D: fq fk fv bq bk bv); the forward direction sends from
 // src to dst with q = Q[dst] + fq, k = K[src] + fk, v = V[src] + fv, the backward one from dst
@@ -598,7 +651,7 @@ void attn_fwd(int64_t E, int64_t N, int D, int threads, Heads hd, const T* e, co
       mx = u + N * D;
       zs = mx + N * H;
     }
-    std::vector<T> xn(BR * D), rs(BR), y(BR * D), F(BR * C);
+    std::vector<T> xn(BR * D), rs(BR), y(BR * D), F(BR * C), qv(D), kv(D), vv(D), qk(D), score(H), ex(H);
     int64_t lo, hi;
     block_range(E, t, threads, &lo, &hi);
     for (int64_t blk = lo; blk < hi; ++blk) {
@@ -610,24 +663,25 @@ void attn_fwd(int64_t E, int64_t N, int D, int threads, Heads hd, const T* e, co
       for (int r = 0; r < R; ++r)
         for (int dir = 0; dir < 2; ++dir) {
           const int64_t recv = dir ? src[i0 + r] : dst[i0 + r], send = dir ? dst[i0 + r] : src[i0 + r];
-          const T* f = F.data() + r * C + dir * 3 * D;
-          const T *q = Q + recv * D, *k = K + send * D, *v = Vn + send * D;
+          edge_qkv(F.data() + r * C + dir * 3 * D, Q + recv * D, K + send * D, Vn + send * D, D, qv.data(),
+                   kv.data(), vv.data(), qk.data());
+          head_sums(qk.data(), H, dh, score.data());
+          T* uu = u + recv * D;
+          for (int h = 0; h < H; ++h) {  // the exponent of the smaller of score and running maximum
+            score[h] *= scale;
+            ex[h] = -std::abs(score[h] - mx[recv * H + h]);
+          }
+          exp_n(ex.data(), H);
           for (int h = 0; h < H; ++h) {
-            T score = 0;
-            for (int d = h * dh; d < (h + 1) * dh; ++d) score += (q[d] + f[d]) * (k[d] + f[D + d]);
-            score *= scale;
             T& mm = mx[recv * H + h];
             T& zz = zs[recv * H + h];
-            T* uu = u + recv * D;
-            if (score > mm) {
-              const T shrink = std::exp(mm - score);
-              zz = zz * shrink + T(1);
-              for (int d = h * dh; d < (h + 1) * dh; ++d) uu[d] = uu[d] * shrink + v[d] + f[2 * D + d];
-              mm = score;
+            if (score[h] > mm) {  // rescale the sums to the new maximum
+              zz = zz * ex[h] + T(1);
+              for (int d = h * dh; d < (h + 1) * dh; ++d) uu[d] = uu[d] * ex[h] + vv[d];
+              mm = score[h];
             } else {
-              const T w = std::exp(score - mm);
-              zz += w;
-              for (int d = h * dh; d < (h + 1) * dh; ++d) uu[d] += w * (v[d] + f[2 * D + d]);
+              zz += ex[h];
+              for (int d = h * dh; d < (h + 1) * dh; ++d) uu[d] += ex[h] * vv[d];
             }
           }
         }
@@ -670,7 +724,8 @@ void attn_bwd(int64_t E, int64_t N, int D, int threads, Heads hd, const T* e, co
   {
     const int t = thread_id();
     auto p = acc.of(t);
-    std::vector<T> xn(BR * D), rs(BR), y(BR * D), F(BR * C), G(BR * C), gy(BR * D), gx(BR * D);
+    std::vector<T> xn(BR * D), rs(BR), y(BR * D), F(BR * C), G(BR * C), gy(BR * D), gx(BR * D), qv(D), kv(D),
+        vv(D), qk(D), score(H), da(H), alpha(H);
     int64_t lo, hi;
     block_range(E, t, threads, &lo, &hi);
     for (int64_t blk = lo; blk < hi; ++blk) {
@@ -682,20 +737,21 @@ void attn_bwd(int64_t E, int64_t N, int D, int threads, Heads hd, const T* e, co
       for (int r = 0; r < R; ++r)
         for (int dir = 0; dir < 2; ++dir) {
           const int64_t recv = dir ? src[i0 + r] : dst[i0 + r], send = dir ? dst[i0 + r] : src[i0 + r];
-          const T* f = F.data() + r * C + dir * 3 * D;
           T* gf = G.data() + r * C + dir * 3 * D;
-          const T *q = Q + recv * D, *k = K + send * D, *v = Vn + send * D, *g = go + recv * D;
+          const T* g = go + recv * D;
           T *gq = p[0] + recv * D, *gk = p[1] + send * D, *gv = p[2] + send * D;
+          edge_qkv(F.data() + r * C + dir * 3 * D, Q + recv * D, K + send * D, Vn + send * D, D, qv.data(),
+                   kv.data(), vv.data(), qk.data());
+          head_sums(qk.data(), H, dh, score.data());
+          for (int d = 0; d < D; ++d) qk[d] = g[d] * vv[d];
+          head_sums(qk.data(), H, dh, da.data());
+          for (int h = 0; h < H; ++h) alpha[h] = score[h] * scale - m[recv * H + h];
+          exp_n(alpha.data(), H);
           for (int h = 0; h < H; ++h) {
-            T score = 0, da = 0;
+            const T a = alpha[h] * inv[recv * H + h];
+            const T ds = a * (da[h] - c[recv * H + h]) * scale;
             for (int d = h * dh; d < (h + 1) * dh; ++d) {
-              score += (q[d] + f[d]) * (k[d] + f[D + d]);
-              da += g[d] * (v[d] + f[2 * D + d]);
-            }
-            const T alpha = std::exp(score * scale - m[recv * H + h]) * inv[recv * H + h];
-            const T ds = alpha * (da - c[recv * H + h]) * scale;
-            for (int d = h * dh; d < (h + 1) * dh; ++d) {
-              const T dq = ds * (k[d] + f[D + d]), dk = ds * (q[d] + f[d]), dv = alpha * g[d];
+              const T dq = ds * kv[d], dk = ds * qv[d], dv = a * g[d];
               gq[d] += dq;
               gk[d] += dk;
               gv[d] += dv;
@@ -713,6 +769,203 @@ void attn_bwd(int64_t E, int64_t N, int D, int threads, Heads hd, const T* e, co
     }
   }
   acc.reduce();
+}
+
+// sin and cos of 8 float angles: Cephes' sinf/cosf (reduction by pi/4 in three parts, minimax
+// polynomials; error < 1e-7 for |x| <= 8192), lanes beyond that range through std::sin/cos.
+inline void sincos_vec(Vec<float>::V x, Vec<float>::V* sn, Vec<float>::V* cs) {
+  using V = Vec<float>::V;
+  using I = Vec<float>::I;
+  const V ax = x < 0.0f ? -x : x;
+  bool big = false;
+  for (int i = 0; i < Vec<float>::L; ++i) big |= !(ax[i] <= 8192.0f);
+  if (big) {
+    for (int i = 0; i < Vec<float>::L; ++i) {
+      (*sn)[i] = std::sin(x[i]);
+      (*cs)[i] = std::cos(x[i]);
+    }
+    return;
+  }
+  I j = __builtin_convertvector(ax * 1.27323954473516f, I);
+  j = (j + 1) & ~1;
+  const V y = __builtin_convertvector(j, V);
+  const V z = ((ax - y * 0.78515625f) - y * 2.4187564849853515625e-4f) - y * 3.77489497744594108e-8f;
+  j = j & 7;
+  const V zz = z * z;
+  const V pc = ((2.443315711809948e-5f * zz - 1.388731625493765e-3f) * zz + 4.166664568298827e-2f) * zz * zz
+               - 0.5f * zz + 1.0f;
+  const V ps = ((-1.9515295891e-4f * zz + 8.3321608736e-3f) * zz - 1.6666654611e-1f) * zz * z + z;
+  const I even = (j == 0) | (j == 4);
+  const V s = even ? ps : pc, c = even ? pc : ps;
+  *sn = ((j >= 4) ^ (x < 0.0f)) ? -s : s;
+  *cs = ((j == 2) | (j == 4)) ? -c : c;
+}
+
+inline void sincos(const float* a, float* s, float* c, int64_t n) {
+  using V = Vec<float>::V;
+  int64_t i = 0;
+  for (; i + Vec<float>::L <= n; i += Vec<float>::L) {
+    V vs, vc;
+    sincos_vec(vload<V>(a + i), &vs, &vc);
+    vstore(s + i, vs);
+    vstore(c + i, vc);
+  }
+  for (; i < n; ++i) {
+    s[i] = std::sin(a[i]);
+    c[i] = std::cos(a[i]);
+  }
+}
+
+inline void sincos(const double* a, double* s, double* c, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    s[i] = std::sin(a[i]);
+    c[i] = std::cos(a[i]);
+  }
+}
+
+// One width bucket of the edge encoder: its n edges `ids`, frequencies B (F x w) with their factor
+// `angular`, and projection Wt (K x D, K = w + 2F, transposed), b (D).
+template <class T> struct Width { int w, F; int64_t n; const int64_t* ids; const T *B, *Wt, *b; T angular; };
+
+// Inputs shared by the buckets: values, each edge's value offset and class, the classes' rms.
+template <class T> struct Values { const T* val; const int64_t *off, *cls; const T* rms; };
+
+// x (R x K) = [v, sin(A v B^T), cos(A v B^T)] for v = the values of edges ids[i0 .. i0 + R) / rms.
+template <class T>
+void fourier_block(const Width<T>& f, const Values<T>& in, int64_t i0, int R, T* ang, T* sn, T* cs, T* x) {
+  const int w = f.w, F = f.F, K = w + 2 * F;
+  for (int r = 0; r < R; ++r) {
+    const int64_t id = f.ids[i0 + r];
+    const T* v = in.val + in.off[id];
+    const T sc = in.rms[in.cls[id]];
+    T* xr = x + (int64_t)r * K;
+    for (int j = 0; j < w; ++j) xr[j] = v[j] / sc;
+    for (int q = 0; q < F; ++q) {
+      T a = 0;
+      for (int j = 0; j < w; ++j) a += (f.angular * xr[j]) * f.B[q * w + j];
+      ang[r * F + q] = a;
+    }
+  }
+  sincos(ang, sn, cs, (int64_t)R * F);
+  for (int r = 0; r < R; ++r) {
+    std::memcpy(x + (int64_t)r * K + w, sn + r * F, sizeof(T) * F);
+    std::memcpy(x + (int64_t)r * K + w + F, cs + r * F, sizeof(T) * F);
+  }
+}
+
+template <class T>
+void encode_fwd(int64_t E, int D, int threads, const T* classes, Values<T> in, const std::vector<Width<T>>& ws,
+                T* out) {
+  int K = 0, F = 0;
+  for (const auto& f : ws) {
+    K = std::max(K, f.w + 2 * f.F);
+    F = std::max(F, f.F);
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = thread_id();
+    int64_t lo, hi;
+    block_range(E, t, threads, &lo, &hi);
+    for (int64_t i = lo * BR; i < std::min(E, hi * BR); ++i)
+      std::memcpy(out + i * D, classes + in.cls[i] * D, sizeof(T) * D);
+#pragma omp barrier
+    std::vector<T> ang(BR * F), sn(BR * F), cs(BR * F), x(BR * K), y(BR * D);
+    for (const auto& f : ws) {
+      block_range(f.n, t, threads, &lo, &hi);
+      for (int64_t blk = lo; blk < hi; ++blk) {
+        const int64_t i0 = blk * BR;
+        const int R = (int)std::min<int64_t>(BR, f.n - i0), Kw = f.w + 2 * f.F;
+        fourier_block(f, in, i0, R, ang.data(), sn.data(), cs.data(), x.data());
+        for (int r = 0; r < R; ++r) std::memcpy(y.data() + r * D, f.b, sizeof(T) * D);
+        gemm_acc(x.data(), Kw, R, Kw, f.Wt, D, y.data(), D);
+        for (int r = 0; r < R; ++r) {
+          T* o = out + f.ids[i0 + r] * D;
+          for (int d = 0; d < D; ++d) o[d] += y[r * D + d];
+        }
+      }
+    }
+  }
+}
+
+// gW: per bucket gWt (K x D) then gb (D).
+template <class T>
+void encode_bwd(int64_t E, int64_t C, int D, int threads, Values<T> in, const std::vector<Width<T>>& ws,
+                const T* G, T* gclasses, T* const* gw) {
+  int K = 0, F = 0;
+  std::vector<T*> outs{gclasses};
+  std::vector<int64_t> sizes{C * D};
+  for (size_t i = 0; i < ws.size(); ++i) {
+    const int Kw = ws[i].w + 2 * ws[i].F;
+    K = std::max(K, Kw);
+    F = std::max(F, ws[i].F);
+    outs.push_back(gw[2 * i]);
+    outs.push_back(gw[2 * i + 1]);
+    sizes.push_back((int64_t)Kw * D);
+    sizes.push_back(D);
+  }
+  Accumulators<T> acc(outs, sizes, threads);
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = thread_id();
+    auto p = acc.of(t);
+    int64_t lo, hi;
+    block_range(E, t, threads, &lo, &hi);
+    for (int64_t i = lo * BR; i < std::min(E, hi * BR); ++i) {
+      T* gc = p[0] + in.cls[i] * D;
+      for (int d = 0; d < D; ++d) gc[d] += G[i * D + d];
+    }
+    std::vector<T> ang(BR * F), sn(BR * F), cs(BR * F), x(BR * K), g(BR * D);
+    for (size_t k = 0; k < ws.size(); ++k) {
+      const auto& f = ws[k];
+      T *gWt = p[1 + 2 * k], *gb = p[2 + 2 * k];
+      block_range(f.n, t, threads, &lo, &hi);
+      for (int64_t blk = lo; blk < hi; ++blk) {
+        const int64_t i0 = blk * BR;
+        const int R = (int)std::min<int64_t>(BR, f.n - i0), Kw = f.w + 2 * f.F;
+        fourier_block(f, in, i0, R, ang.data(), sn.data(), cs.data(), x.data());
+        for (int r = 0; r < R; ++r) {
+          const T* gr = G + f.ids[i0 + r] * D;
+          std::memcpy(g.data() + r * D, gr, sizeof(T) * D);
+          for (int d = 0; d < D; ++d) gb[d] += gr[d];
+        }
+        gemm_tn(x.data(), Kw, R, Kw, g.data(), D, D, gWt);
+      }
+    }
+  }
+  acc.reduce();
+}
+
+// Per edge class c: the sum of squares of its edges' values, and the class's width per edge summed
+// (EdgeEncoder.class_rms).
+template <class T>
+void class_squares(int64_t E, int64_t C, int threads, const T* val, const int64_t* off, const int64_t* width,
+                   const int64_t* cls, const int64_t* cwidth, T* sq, T* count) {
+  Accumulators<T> acc({sq, count}, {C, C}, threads);
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = thread_id();
+    auto p = acc.of(t);
+    int64_t lo, hi;
+    block_range(E, t, threads, &lo, &hi);
+    for (int64_t i = lo * BR; i < std::min(E, hi * BR); ++i) {
+      const T* v = val + off[i];
+      T s = 0;
+      for (int64_t j = 0; j < width[i]; ++j) s += v[j] * v[j];
+      p[0][cls[i]] += s;
+      p[1][cls[i]] += (T)cwidth[cls[i]];
+    }
+  }
+  acc.reduce();
+}
+
+template <class T>
+std::vector<Width<T>> widths_of(const int64_t* ints, const double* angular, void* const* ptrs) {
+  // ints: count, then per bucket w, F, n; ptrs: per bucket ids, B, Wt, b
+  std::vector<Width<T>> ws;
+  for (int64_t i = 0; i < ints[0]; ++i)
+    ws.push_back({(int)ints[1 + 3 * i], (int)ints[2 + 3 * i], ints[3 + 3 * i], (const int64_t*)ptrs[4 * i],
+                  (const T*)ptrs[4 * i + 1], (const T*)ptrs[4 * i + 2], (const T*)ptrs[4 * i + 3], (T)angular[i]});
+  return ws;
 }
 
 }  // namespace
@@ -856,6 +1109,50 @@ void ws_gmn_attn_bwd(const int64_t* ints, const double* reals, void* const* ptrs
   else
     WS_ATTN_BWD(double);
 #undef WS_ATTN_BWD
+}
+
+// ints: dtype, E, C, D, threads, buckets, then per bucket w, F, n; reals: per bucket the angular factor.
+// ptrs: val, off, cls, rms, classes (C x D), out (E x D), then per bucket ids, B, Wt, b.
+void ws_gmn_enc_fwd(const int64_t* ints, const double* angular, void* const* ptrs) {
+  const int64_t E = ints[1];
+  const int D = (int)ints[3], th = (int)ints[4];
+  auto off = (const int64_t*)ptrs[1], cls = (const int64_t*)ptrs[2];
+#define WS_ENC_FWD(T)                                                                                    \
+  encode_fwd<T>(E, D, th, (const T*)ptrs[4], {(const T*)ptrs[0], off, cls, (const T*)ptrs[3]},             \
+                widths_of<T>(ints + 5, angular, ptrs + 6), (T*)ptrs[5])
+  if (ints[0] == 0)
+    WS_ENC_FWD(float);
+  else
+    WS_ENC_FWD(double);
+#undef WS_ENC_FWD
+}
+
+// ptrs: val, off, cls, rms, grad (E x D), g_classes (C x D), then per bucket ids, B, Wt, b, then per
+// bucket gWt (K x D), gb.
+void ws_gmn_enc_bwd(const int64_t* ints, const double* angular, void* const* ptrs) {
+  const int64_t E = ints[1], C = ints[2], nb = ints[5];
+  const int D = (int)ints[3], th = (int)ints[4];
+  auto off = (const int64_t*)ptrs[1], cls = (const int64_t*)ptrs[2];
+#define WS_ENC_BWD(T)                                                                                         \
+  encode_bwd<T>(E, C, D, th, {(const T*)ptrs[0], off, cls, (const T*)ptrs[3]},                               \
+                widths_of<T>(ints + 5, angular, ptrs + 6), (const T*)ptrs[4], (T*)ptrs[5], (T* const*)(ptrs + 6 + 4 * nb))
+  if (ints[0] == 0)
+    WS_ENC_BWD(float);
+  else
+    WS_ENC_BWD(double);
+#undef WS_ENC_BWD
+}
+
+// ints: dtype, E, C, threads. ptrs: val, off, width, cls, class width (C), sq (C), count (C), zeroed.
+void ws_gmn_class_squares(const int64_t* ints, double, void* const* ptrs) {
+  auto off = (const int64_t*)ptrs[1], width = (const int64_t*)ptrs[2], cls = (const int64_t*)ptrs[3],
+       cwidth = (const int64_t*)ptrs[4];
+  if (ints[0] == 0)
+    class_squares<float>(ints[1], ints[2], (int)ints[3], (const float*)ptrs[0], off, width, cls, cwidth,
+                         (float*)ptrs[5], (float*)ptrs[6]);
+  else
+    class_squares<double>(ints[1], ints[2], (int)ints[3], (const double*)ptrs[0], off, width, cls, cwidth,
+                          (double*)ptrs[5], (double*)ptrs[6]);
 }
 
 }  // extern "C"
