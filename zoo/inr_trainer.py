@@ -20,7 +20,7 @@ from typing import Iterator
 
 import torch
 
-from . import siren
+from . import siren, siren_native
 from .adam import BatchedAdam
 from .siren import SirenConfig
 
@@ -152,6 +152,13 @@ def fit(
         return {k: v.cpu() for k, v in weights.items()}, FitResult(r.psnr.cpu(), r.mse.cpu(), r.steps.cpu())
     before = torch.get_num_threads()
     workers = max(1, threads or before)
+    axes = siren.grid_axes(coords)
+    keys, sizes, flat = _flat(init)
+    if siren_native.supported(cfg, axes, targets, flat):
+        fitted, mse, taken = siren_native.fit(cfg, flat, axes, targets, settings.steps, lr, settings.target_psnr,
+                                              settings.check_every, workers)
+        weights = {k: v.clone() for k, v in _unflat(keys, sizes, fitted, init).items()}
+        return weights, FitResult(psnr_of(mse), mse, taken)
     # groups depend on the shapes alone (never on `workers`): kernels differ by batch size, so this keeps
     # the bytes independent of the thread count; a multiple of GROUP_MULTIPLE groups balances 1, 2 or 4 workers
     count = min(n, GROUP_MULTIPLE * math.ceil(n / max(1, group_rows // targets[0].numel()) / GROUP_MULTIPLE))
