@@ -1,8 +1,11 @@
 """Fit N SIRENs at once, each to its own signal: MSE, Adam, fixed steps with an
 optional early stop at a target PSNR.
 
-`fit` is the fast path: networks are cut into groups small enough that a group's
-activations stay in the CPU caches, each group runs every step through the
+`fit` is the fast path. On a CPU grid it runs `siren_native`'s fused kernel (each
+network's whole fit on one thread, in cache; networks spread over one thread per
+core). Elsewhere (off the grid, widths the kernel lacks, no compiler,
+`WEIGHTSPACE_SIREN_NATIVE=0`) networks are cut into groups small enough that a
+group's activations stay in the CPU caches, each group runs every step through the
 hand-written backward pass of `siren.mse_and_grads`, and the groups are spread over
 one worker thread per core (each thread flushes denormals itself: the flag is per
 thread, so intra-op threads would miss it). On CUDA it runs as one group.

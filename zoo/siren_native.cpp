@@ -174,7 +174,7 @@ template <class T> struct Net {
   const T* ax1;
   std::vector<T> sx, cx, sy, cy, wc0, wc1, gx, gy, gb;
   std::vector<std::vector<T>> wt, H, C;
-  std::vector<T> G, Gn;
+  std::vector<T> G, Gn, dy;  // dy: one pixel's output gradient
 
   Net(const Layout<T>& l, T w0_, const T* a0, const T* a1) : lay(l), w0(w0_), ax0(a0), ax1(a1) {
     const int h1 = lay.w[1];
@@ -183,7 +183,7 @@ template <class T> struct Net {
     wt.resize(lay.layers); H.resize(lay.layers); C.resize(lay.layers);
     for (int l = 1; l + 1 < lay.layers; ++l) wt[l].resize(lay.w[l] * lay.w[l + 1]);
     for (int l = 0; l + 1 < lay.layers; ++l) { H[l].resize(BLOCK * lay.w[l + 1]); C[l].resize(BLOCK * lay.w[l + 1]); }
-    G.resize(BLOCK * lay.maxw); Gn.resize(BLOCK * lay.maxw);
+    G.resize(BLOCK * lay.maxw); Gn.resize(BLOCK * lay.maxw); dy.resize(lay.out);
   }
 
   void first_layer_axes(const T* prm) {
@@ -220,10 +220,11 @@ template <class T> struct Net {
     const T* bout = prm + lay.bo[layers - 1];
     const T scale = T(2.0 / (double(lay.P) * out));
     double sse = 0;
+    int row[BLOCK], col[BLOCK];  // each pixel's index on axis 0 and axis 1
     for (int p0 = 0; p0 < lay.P; p0 += BLOCK) {
       const int nb = std::min(BLOCK, lay.P - p0);
       for (int q = 0; q < nb; ++q) {
-        const int i = (p0 + q) / lay.n1, j = (p0 + q) % lay.n1;
+        const int i = row[q] = (p0 + q) / lay.n1, j = col[q] = (p0 + q) % lay.n1;
         for (int u = 0; u < h1; u += L) {
           const V s0 = load<V>(&sx[i * h1 + u]), c0 = load<V>(&cx[i * h1 + u]);
           const V s1 = load<V>(&sy[j * h1 + u]), c1 = load<V>(&cy[j * h1 + u]);
@@ -245,6 +246,8 @@ template <class T> struct Net {
         });
       }
       const T* hk = H[layers - 2].data();
+      const T* ck = C[layers - 2].data();
+      T* gwout = grad + lay.wo[layers - 1];
       for (int q = 0; q < nb; ++q) {
         const T* h = hk + q * K;
         for (int o = 0; o < out; ++o) {
@@ -254,19 +257,19 @@ template <class T> struct Net {
           for (int e = 0; e < L; ++e) y += acc[e];
           const T err = y - target[(int64_t)(p0 + q) * out + o];
           sse += double(err) * double(err);
-          if (!grads) continue;
-          const T dy = err * scale;
-          T* gw = grad + lay.wo[layers - 1] + o * K;
-          for (int u = 0; u < K; u += L) {
-            store(gw + u, load<V>(gw + u) + dy * load<V>(h + u));
-            const V prev = o == 0 ? V{} : load<V>(&G[q * K + u]);
-            store(&G[q * K + u], prev + dy * load<V>(Wout + o * K + u));
-          }
-          grad[lay.bo[layers - 1] + o] += dy;
+          dy[o] = err * scale;
         }
         if (!grads) continue;
-        for (int u = 0; u < K; u += L)
-          store(&G[q * K + u], w0 * load<V>(&G[q * K + u]) * load<V>(&C[layers - 2][q * K + u]));
+        for (int o = 0; o < out; ++o) grad[lay.bo[layers - 1] + o] += dy[o];
+        for (int u = 0; u < K; u += L) {
+          const V hu = load<V>(h + u);
+          V back{};
+          for (int o = 0; o < out; ++o) {
+            store(gwout + o * K + u, load<V>(gwout + o * K + u) + dy[o] * hu);
+            back += dy[o] * load<V>(Wout + o * K + u);
+          }
+          store(&G[q * K + u], w0 * back * load<V>(ck + q * K + u));
+        }
       }
       if (!grads) continue;
       for (int l = layers - 2; l >= 1; --l) {  // G: gradient of layer l's pre-activation (before w0), width w[l+1]
@@ -286,11 +289,10 @@ template <class T> struct Net {
       for (int u = 0; u < h1; u += L) {
         V ax{}, ay{}, ab{};
         for (int q = 0; q < nb; ++q) {
-          const int i = (p0 + q) / lay.n1, j = (p0 + q) % lay.n1;
           const V g = load<V>(&G[q * h1 + u]);
           ab += g;
-          ax += ax0[i] * g;
-          if (lay.w[0] == 2) ay += ax1[j] * g;
+          ax += ax0[row[q]] * g;
+          ay += ax1[col[q]] * g;
         }
         store(&gx[u], load<V>(&gx[u]) + ax);
         store(&gy[u], load<V>(&gy[u]) + ay);
