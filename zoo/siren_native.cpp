@@ -220,11 +220,11 @@ template <class T> struct Net {
     const T* bout = prm + lay.bo[layers - 1];
     const T scale = T(2.0 / (double(lay.P) * out));
     double sse = 0;
-    int row[BLOCK], col[BLOCK];  // each pixel's index on axis 0 and axis 1
+    int at0[BLOCK], at1[BLOCK];  // each pixel's index on axis 0 and axis 1
     for (int p0 = 0; p0 < lay.P; p0 += BLOCK) {
       const int nb = std::min(BLOCK, lay.P - p0);
       for (int q = 0; q < nb; ++q) {
-        const int i = row[q] = (p0 + q) / lay.n1, j = col[q] = (p0 + q) % lay.n1;
+        const int i = at0[q] = (p0 + q) / lay.n1, j = at1[q] = (p0 + q) % lay.n1;
         for (int u = 0; u < h1; u += L) {
           const V s0 = load<V>(&sx[i * h1 + u]), c0 = load<V>(&cx[i * h1 + u]);
           const V s1 = load<V>(&sy[j * h1 + u]), c1 = load<V>(&cy[j * h1 + u]);
@@ -291,8 +291,8 @@ template <class T> struct Net {
         for (int q = 0; q < nb; ++q) {
           const V g = load<V>(&G[q * h1 + u]);
           ab += g;
-          ax += ax0[row[q]] * g;
-          ay += ax1[col[q]] * g;
+          ax += ax0[at0[q]] * g;
+          ay += ax1[at1[q]] * g;
         }
         store(&gx[u], load<V>(&gx[u]) + ax);
         store(&gy[u], load<V>(&gy[u]) + ay);
@@ -373,7 +373,7 @@ void fit(const int64_t* dims, const double* scalars, void** ptrs) {
       int taken = 0;
       for (int s = 0; s < steps; ++s) {
         const T mse = net.step(p, grad.data(), t, true);
-        if (stop_early && s % check_every == 0 && T(10) * std::log10(T(4) / std::max(mse, T(1e-20))) >= target_psnr) break;
+        if (stop_early && s % check_every == 0 && !(T(10) * std::log10(T(4) / std::max(mse, T(1e-20))) < target_psnr)) break;  // as `active &= psnr < target` (NaN stops)
         adam_update(adam, lay.total, ++taken, lr[i], p, m.data(), v.data(), grad.data());
       }
       mse_out[i] = net.step(p, grad.data(), t, false);
