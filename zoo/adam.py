@@ -18,6 +18,12 @@ def _per_net(value: torch.Tensor | float, n: int, like: torch.Tensor) -> torch.T
     return t.reshape(n, *([1] * (like.dim() - 1)))
 
 
+def bias_corrections(betas: tuple[float, float], t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adam's bias corrections 1 - β1^t and √(1 - β2^t) at step counts t (float64), in the default dtype."""
+    b1, b2 = betas
+    return (1 - b1**t).to(torch.get_default_dtype()), (1 - b2**t).sqrt().to(torch.get_default_dtype())
+
+
 @dataclass
 class BatchedAdam:
     """AdamW over a dict of stacked tensors (leading dim = network index).
@@ -51,9 +57,7 @@ class BatchedAdam:
         act = torch.ones(self.n, dtype=torch.bool, device=self.steps.device) if active is None else active
         everyone = bool(act.all())
         self.steps += act.to(torch.float64)
-        t = self.steps.clamp(min=1)
-        bc1 = (1 - b1**t).to(torch.get_default_dtype())
-        bc2_sqrt = (1 - b2**t).sqrt().to(torch.get_default_dtype())
+        bc1, bc2_sqrt = bias_corrections(self.betas, self.steps.clamp(min=1))
         for k, p in self.params.items():
             g = p.grad if grads is None else grads.get(k)
             if g is None:

@@ -1,8 +1,11 @@
 """Fit N SIRENs at once, each to its own signal: MSE, Adam, fixed steps with an
 optional early stop at a target PSNR.
 
-`fit` is the fast path: networks are cut into groups small enough that a group's
-activations stay in the CPU caches, each group runs every step through the
+`fit` is the fast path. On a CPU grid it runs `siren_native`'s fused kernel (each
+network's whole fit on one thread, in cache; networks spread over one thread per
+core). Elsewhere (off the grid, widths the kernel lacks, no compiler,
+`WEIGHTSPACE_SIREN_NATIVE=0`) networks are cut into groups small enough that a
+group's activations stay in the CPU caches, each group runs every step through the
 hand-written backward pass of `siren.mse_and_grads`, and the groups are spread over
 one worker thread per core (each thread flushes denormals itself: the flag is per
 thread, so intra-op threads would miss it). On CUDA it runs as one group.
@@ -20,7 +23,7 @@ from typing import Iterator
 
 import torch
 
-from . import siren
+from . import siren, siren_native
 from .adam import BatchedAdam
 from .siren import SirenConfig
 
@@ -152,6 +155,13 @@ def fit(
         return {k: v.cpu() for k, v in weights.items()}, FitResult(r.psnr.cpu(), r.mse.cpu(), r.steps.cpu())
     before = torch.get_num_threads()
     workers = max(1, threads or before)
+    axes = siren.grid_axes(coords)
+    keys, sizes, flat = _flat(init)
+    if siren_native.supported(cfg, axes, targets, flat):
+        fitted, mse, taken = siren_native.fit(cfg, flat, axes, targets, settings.steps, lr, settings.target_psnr,
+                                              settings.check_every, workers)
+        weights = {k: v.clone() for k, v in _unflat(keys, sizes, fitted, init).items()}
+        return weights, FitResult(psnr_of(mse), mse, taken)
     # groups depend on the shapes alone (never on `workers`): kernels differ by batch size, so this keeps
     # the bytes independent of the thread count; a multiple of GROUP_MULTIPLE groups balances 1, 2 or 4 workers
     count = min(n, GROUP_MULTIPLE * math.ceil(n / max(1, group_rows // targets[0].numel()) / GROUP_MULTIPLE))

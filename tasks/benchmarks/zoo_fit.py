@@ -3,7 +3,7 @@
 One process measures everything, in interleaved rounds, so the ratios share the
 machine's load: the peak (a large float32 matmul with every torch thread, best of a
 few, before and after the fits; the higher counts), the fast fitter `zoo.inr_trainer.fit` (every core,
-denormals flushed per worker thread) and the reference `fit_reference` (autograd,
+denormals flushed per worker thread; the fused kernel of `zoo.siren_native` where it builds) and the reference `fit_reference` (autograd,
 one thread, one batch: the builder before issue 16). Both fit the same real MNIST
 images (SIREN 2-32-32-1) from the same independent inits for the same steps.
 GFLOP/s counts matmul FLOPs only (`zoo.siren.step_flops`), not sin/cos.
@@ -78,7 +78,7 @@ def _round(cfg, init, coords, targets, settings) -> dict:
 
 
 def main(args: argparse.Namespace) -> dict:
-    from zoo import siren
+    from zoo import siren, siren_native
     from zoo.inr_trainer import FitSettings, fit
 
     n, threads = args.networks, torch.get_num_threads()
@@ -93,8 +93,9 @@ def main(args: argparse.Namespace) -> dict:
     speedup = med(lambda r: r["ref_s"] / r["fast_s"])
     cpu_fraction = med(lambda r: flops / r["fast_cpu_s"] / 1e9 / r["peak_cpu"])
     gap = max(r["gap"] for r in rounds)
+    native = siren_native.supported(cfg, siren.grid_axes(coords), targets, init[cfg.keys[0]])
     print(f"{n} {args.dataset} INRs (SIREN {'-'.join(map(str, cfg.widths))}), {args.steps} Adam steps, {threads} torch threads, "
-          f"{args.rounds} interleaved rounds (medians)")
+          f"{args.rounds} interleaved rounds (medians), {'fused native kernel' if native else 'torch path'}")
     for i, r in enumerate(rounds):
         print(f"  round {i}: peak {r['peak']:.1f} GFLOP/s, fast {flops / r['fast_s'] / 1e9:.2f} GFLOP/s ({r['fast_s']:.2f} s), "
               f"reference {flops / r['ref_s'] / 1e9:.2f} GFLOP/s ({r['ref_s']:.2f} s); per CPU second: "
@@ -120,6 +121,7 @@ def main(args: argparse.Namespace) -> dict:
         "psnr_mean": round(rounds[0]["psnr"], 2),
         "baseline_psnr_mean": round(rounds[0]["ref_psnr"], 2),
         "max_weight_difference": gap,
+        "native": native,
         "threads": threads,
         "networks": n,
         "steps": args.steps,

@@ -4,12 +4,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from zoo import siren
+from zoo import siren, siren_native
 from zoo.datasets import digits, grid_coords
 from zoo.inr_trainer import FitSettings, fit, fit_reference
 from zoo.inr_zoo import InrRecipe, init_seeds
 
 WEIGHTS = dict(rtol=1e-4, atol=2e-5)
+
+
+@pytest.fixture(params=["native", "torch"])
+def both_paths(request, monkeypatch):
+    """Run a test through the native kernel (where it builds) and through the torch path."""
+    monkeypatch.setenv(siren_native.ENV_VAR, "1" if request.param == "native" else "0")
 
 
 def _setup(n: int, size: int | None = None, widths=(2, 32, 32, 1)):
@@ -25,6 +31,7 @@ def _assert_same(cfg, a, ra, b, rb):
     torch.testing.assert_close(ra.mse, rb.mse, rtol=1e-3, atol=1e-7)
 
 
+@pytest.mark.usefixtures("both_paths")
 def test_fast_equals_reference_with_early_stops_groups_and_threads():
     cfg, init, coords, targets = _setup(7)
     lr = torch.tensor([1e-3, 2e-3, 5e-4, 1e-3, 3e-3, 1e-3, 2e-3])
@@ -35,6 +42,7 @@ def test_fast_equals_reference_with_early_stops_groups_and_threads():
     _assert_same(cfg, ref, r_ref, fast, r_fast)
 
 
+@pytest.mark.usefixtures("both_paths")
 def test_fast_equals_reference_on_28x28_grids_and_deeper_sirens():
     """28×28 takes the angle-addition first layer; a deeper, uneven SIREN every buffer."""
     for widths in ((2, 32, 32, 1), (2, 16, 24, 8, 1)):
@@ -68,6 +76,7 @@ def test_hand_written_gradients_equal_autograd_and_step_flops():
     assert siren.step_flops(siren.SirenConfig(), 784) == 2 * 784 * (2 * (64 + 1024 + 32) + 1024 + 32)
 
 
+@pytest.mark.usefixtures("both_paths")
 def test_same_bytes_for_any_thread_count_and_the_callers_threads_restored():
     """Builds must not depend on the machine's cores (resumes and torchrun compare shard bytes)."""
     cfg, init, coords, targets = _setup(9)
