@@ -17,7 +17,8 @@ model. Rules are built with the default bounded learned term (`bound="relative"`
 Targets (issue 20, ~1M model): per-parameter MLP (hidden 4) >= 0.5, groups >= 0.33,
 graph rule >= 0.05. Fused rules step in place (`weightspace.lopt.inplace`); on CPU in float32
 the mlp, deepset and groups rules run the native fused kernel (`weightspace.lopt.native`; the
-JSON line says whether it built, and how long the first call took: compile or load).
+JSON line says whether it built, and how long the first call took: compile or load), and the graph
+rule's per-edge work runs fused (`weightspace.lopt.graph_native`; `graph_native` says whether it built).
 On CUDA (`--device cuda`) times are wall seconds after a synchronize.
 
 Memory bandwidth: the line also carries the GB/s of `c = a + b` on 64 MB float32 tensors
@@ -41,7 +42,7 @@ import torch
 from torch import nn
 
 import weightspace as ws
-from weightspace.lopt import LearnedOptimizer, LearnedRule, native
+from weightspace.lopt import LearnedOptimizer, LearnedRule, graph_native, native
 
 TARGET = 0.33
 ADAM_BYTES = 28  # per parameter: read p, g, exp_avg, exp_avg_sq; write p, exp_avg, exp_avg_sq (float32)
@@ -211,6 +212,7 @@ def main(args: argparse.Namespace) -> dict:
         "adam_gbs_1m": round(results["mlp_1m"]["adam_gbs"], 2),
         "native": built,
         "native_first_call_s": round(build_s, 2),
+        "graph_native": device.type == "cpu" and graph_native.library() is not None,
         "threads": args.threads,
         "clock": "cuda-synchronized wall" if device.type == "cuda" else args.clock,
         "device": str(device),

@@ -91,7 +91,7 @@ class LearnedRule(nn.Module):
             docstring) or "none" (β·f).
 
     Attribute `fused` (default True): use the meta-network's `forward_fused` where it
-    has one (per-parameter MLP, Deep Set, group context): the same update to float rounding, at a
+    has one (per-parameter MLP, Deep Set, group context, graph): the same update to float rounding, at a
     fraction of the memory traffic. Set it False to run the reference path.
 
     Attribute `native` (default True): the optimizer's step runs the compiled kernel of
