@@ -151,7 +151,7 @@ void matmul_atb(const T* G, int M, const T* H, int N, int rows, T* W) {
   }
 }
 
-template <class T> struct Layout {
+struct Layout {
   std::vector<int> w;                // widths, w[0] = d
   std::vector<int64_t> wo, bo;       // offsets of each linear layer's weight and bias in a network's row
   int64_t total = 0;
@@ -168,7 +168,7 @@ template <class T> struct Adam {
 template <class T> struct Net {
   typedef typename Simd<T>::V V;
   static constexpr int L = Simd<T>::L;
-  const Layout<T>& lay;
+  const Layout& lay;
   T w0;
   const T* ax0;
   const T* ax1;
@@ -176,7 +176,7 @@ template <class T> struct Net {
   std::vector<std::vector<T>> wt, H, C;
   std::vector<T> G, Gn, dy;  // dy: one pixel's output gradient
 
-  Net(const Layout<T>& l, T w0_, const T* a0, const T* a1) : lay(l), w0(w0_), ax0(a0), ax1(a1) {
+  Net(const Layout& l, T w0_, const T* a0, const T* a1) : lay(l), w0(w0_), ax0(a0), ax1(a1) {
     const int h1 = lay.w[1];
     sx.resize(lay.n0 * h1); cx.resize(lay.n0 * h1); sy.resize(lay.n1 * h1); cy.resize(lay.n1 * h1);
     wc0.resize(h1); wc1.resize(h1); gx.resize(h1); gy.resize(h1); gb.resize(h1);
@@ -335,7 +335,7 @@ struct Denormals {  // flush denormals on this thread while alive (near-exact fi
 
 template <class T>
 void fit(const int64_t* dims, const double* scalars, void** ptrs) {
-  Layout<T> lay;
+  Layout lay;
   const int64_t n = dims[1];
   lay.layers = int(dims[2]);
   for (int l = 0; l <= lay.layers; ++l) lay.w.push_back(int(dims[3 + l]));
