@@ -27,7 +27,8 @@ than wall time. The ResNet-18 children run once per count in --resnet-threads (d
 and every core), recording wall and CPU time; `resnet18_fwd_bwd_s` is the wall time of the
 worse kind at the largest count (`resnet18_threads`).
 
-On CPU the layers and the edge head run the fused edge kernels (`weightspace.nn.gmn.native`;
+On CPU the edge encoder, the layers, the readout and the edge head run the fused edge kernels
+(`weightspace.nn.gmn.native`;
 `--no-native` measures the torch path). The line also carries one core's measured float32
 matmul rate (a 2048³ product) and memory bandwidth (`c = a + b` on 64 MB tensors), both in
 CPU time, and the matmul FLOPs of the edge kernels per forward+backward, whose time at that

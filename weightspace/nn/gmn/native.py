@@ -4,10 +4,14 @@
 blocks of 64 edges whose activations never leave the cache: the pair MLP with its LayerNorm
 (`pair_update`: the edge update of `EdgeMPNNLayer` and `RelationalTransformerLayer`, the MLP of
 `EdgeHead`) and the MPNN's two message MLPs with their scatter into sums, squares and maxima
-(`messages`), the readout's edge pooling (`pool`), and the relational transformer's attention
-with an online softmax (`attention`). Backward recomputes each block's activations (nothing per
-edge is stored but the layers' inputs and outputs), so memory stays bounded without chunking or
-checkpointing.
+(`messages`), the readout's edge pooling (`pool`), the relational transformer's attention
+with an online softmax (`attention`), and the edge encoder (`encode`: Fourier features of each
+edge's values, their projection and the class table; `class_rms`: the per-class scale; values
+that need a gradient take the torch path). Few torch ops are left over all edges: torch's small
+E-sized ops scale badly on two threads (the unfused encoder took 2.5 s at one thread and 7 s of
+wall time at two on the ResNet-18 graph). Backward recomputes each block's activations (nothing
+per edge is stored but the layers' inputs and outputs), so memory stays bounded without chunking
+or checkpointing.
 The kernel is built on first use (`weightspace.native.load_library`); without a compiler the
 layers take their torch path, with one warning.
 
@@ -15,7 +19,8 @@ Used where `supported` holds: a CPU float32/float64 input and module, the MLPs o
 with SiLU and no active dropout, output widths that fill the kernel's register tiles, not switched off
 (the module's `native` attribute, or `WEIGHTSPACE_GMN_NATIVE=0`). Same function as the torch
 path to rounding (tests/gmn/test_native.py, float64 rtol 1e-10); the float32 sigmoid uses a
-polynomial exp (relative error < 2e-7), and sums depend on the thread count (summation order).
+polynomial exp (relative error < 2e-7) and sin/cos (Cephes' sinf/cosf up to |angle| 8192, std::sin/cos
+beyond), and sums depend on the thread count (summation order).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 // Fused per-edge kernels of the graph metanetworks, forward and backward, float and double.
 //
 // Built and called by weightspace/nn/gmn/native.py (plain C ABI through ctypes, built with
-// weightspace.native.load_library). Two kernels, for every edge i = (s, t) = (src_i, dst_i):
+// weightspace.native.load_library). The kernels, for every edge i = (s, t) = (src_i, dst_i):
 //
 //   pair:      out_i = [e_i +] W2 silu(Ps[s] + Pd[t] + W1 LN(e_i) + b1) + b2
 //   messages:  y_i = LN(e_i);  a_i = U2 silu(Pa[s] + U1 y_i + c1) + c2   scattered at t,
@@ -10,6 +10,9 @@
 //   pool:      the readout's y_i = LN(e_i) scattered at the edge's graph (sums, squares, maxima);
 //   attention: the relational transformer's sparse attention of both edge directions, with
 //              an online softmax per receiver and head (attn_fwd below).
+//   encoder:   the edge encoder, out_i = classes[c_i] + W_w [x, sin(a x B_w^T), cos(a x B_w^T)] + b_w
+//              for the edge's w values x (divided by its class's rms, itself from class_squares);
+//              float sin/cos in vectors (sincos_vec).
 //
 // Edges run in blocks of BR rows whose activations live in small per-thread buffers (L1/L2):
 // nothing per edge is written but the outputs, and backward recomputes the block's activations
@@ -20,7 +23,7 @@
 // width (D, M, O) must be a multiple of 2 vectors, 16 floats or 8 doubles (native.py checks);
 // LayerNorm rows run in vectors too.
 // The float sigmoid uses a vectorized exp (Cephes' polynomial, relative error < 2e-7); the
-// double one std::exp.
+// double one std::exp; the attention's exponentials likewise.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
