@@ -39,3 +39,15 @@ def load_library(name: str, source: Path, flags: list[str] | None = None) -> cty
                        extra_ldflags=["-fopenmp"] if "-fopenmp" in flags else [],
                        no_implicit_headers=True, is_python_module=False)
     return ctypes.CDLL(path)
+
+
+def load_or_warn(name: str, source: Path, what: str, flags: list[str] | None = None) -> ctypes.CDLL | None:
+    """`load_library`, or None with one `RuntimeWarning` naming `what` when the build or load fails
+    (callers then take their torch path)."""
+    import warnings
+
+    try:
+        return load_library(name, source, flags)
+    except Exception as err:  # any build or load failure means: use the torch path
+        warnings.warn(f"{what} could not be built ({err}); using the torch path", RuntimeWarning, stacklevel=3)
+        return None

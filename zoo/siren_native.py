@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import ctypes
 import os
-import warnings
 from functools import lru_cache
 from pathlib import Path
 
 import torch
 
-from weightspace.native import load_library
+from weightspace.native import load_or_warn
 
 from .adam import BatchedAdam, bias_corrections
 from .siren import SirenConfig
@@ -38,11 +37,8 @@ LANES = 8  # hidden widths must fill the kernel's 32-byte float vectors
 def library() -> ctypes.CDLL | None:
     """The built kernel (compiled once per machine, loaded once per process), or None with one
     `RuntimeWarning` where it cannot be built."""
-    try:
-        lib = load_library("weightspace_zoo_siren", SOURCE)
-    except Exception as err:  # any build or load failure means: use the torch path
-        warnings.warn(f"zoo.siren_native: the fused SIREN fitter could not be built ({err}); using the torch "
-                      "path", RuntimeWarning, stacklevel=2)
+    lib = load_or_warn("weightspace_zoo_siren", SOURCE, "zoo.siren_native: the fused SIREN fitter")
+    if lib is None:
         return None
     lib.ws_siren_fit.argtypes = [ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_double),
                                  ctypes.POINTER(ctypes.c_void_p)]

@@ -10,6 +10,8 @@ import warnings
 import pytest
 import torch
 
+import weightspace.native
+
 from weightspace.lopt import LearnedOptimizer, LearnedRule, graph_native
 from weightspace.lopt.features import init_state, raw_features, update_state
 from weightspace.lopt.inplace import Workspace, inplace_step
@@ -158,7 +160,7 @@ def test_switched_off_or_unbuildable_the_torch_path_serves(monkeypatch):
         rule.net.native = False
         assert not graph_native.supported(rule.net, raw)
         rule.net.native = True
-        monkeypatch.setattr(graph_native, "load_library", lambda *a, **k: (_ for _ in ()).throw(OSError("no g++")))
+        monkeypatch.setattr(weightspace.native, "load_library", lambda *a, **k: (_ for _ in ()).throw(OSError("no g++")))
         graph_native.library.cache_clear()
         try:
             with warnings.catch_warnings(record=True) as caught:

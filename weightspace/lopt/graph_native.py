@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import warnings
 import weakref
 from functools import lru_cache
 from pathlib import Path
@@ -27,7 +26,7 @@ import torch
 
 from ..errors import LoptError
 from ..graph import GraphStructure
-from ..native import load_library
+from ..native import load_or_warn
 from ..nn.gmn import GraphInputs
 from ..nn.gmn.heads import unflatten_values
 from ..nn.gmn.stream import node_terms
@@ -42,11 +41,8 @@ AGGREGATORS = ("mean", "max", "std", "sum")
 def library() -> ctypes.CDLL | None:
     """The built kernel (compiled on the first call of a machine, loaded once per process), or None
     with one `RuntimeWarning` where it cannot be built."""
-    try:
-        lib = load_library("weightspace_lopt_graph", SOURCE)
-    except Exception as err:  # any build or load failure means: use the torch path
-        warnings.warn(f"weightspace.lopt: the graph rule's native kernel could not be built ({err}); using "
-                      "the torch path", RuntimeWarning, stacklevel=2)
+    lib = load_or_warn("weightspace_lopt_graph", SOURCE, "weightspace.lopt: the graph rule's native kernel")
+    if lib is None:
         return None
     for fn in (lib.ws_lgraph_layer, lib.ws_lgraph_head):
         fn.argtypes = [ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_double),
